@@ -1,0 +1,136 @@
+//! Command-line interface: argument parsing (clap) and the client-side
+//! commands. `main.rs` only sets up logging and maps errors to exit codes.
+
+pub mod apikeys;
+pub mod bench;
+pub mod export;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Streaming ingest daemon: Tell SDKs, syslog and HTTP in; durable, acknowledged storage out"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (embedded defaults unless --config is given).
+    Serve(ServeArgs),
+    /// Validate a config file without starting anything.
+    CheckConfig {
+        /// The TOML file to check.
+        file: PathBuf,
+    },
+    /// Manage streaming keys.
+    #[command(subcommand)]
+    Apikeys(ApikeysCommand),
+    /// Write stored events as NDJSON (reads a stopped daemon's data dir).
+    Export(ExportArgs),
+    /// Load generators.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML config; without it every listener runs on its default port.
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides the config's data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Where a command finds the data: a data dir opened directly.
+#[derive(Debug, Args, Clone)]
+pub struct DataDirArg {
+    /// Data directory of a stopped daemon (created if missing).
+    #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeysCommand {
+    /// Create a streaming key and print it once.
+    Create {
+        #[command(flatten)]
+        dir: DataDirArg,
+        /// A name to recognise the key by.
+        #[arg(long)]
+        name: String,
+        /// Workspace the key writes into (a positive integer; created if missing).
+        #[arg(long, default_value_t = 1)]
+        workspace: u32,
+        /// Print one JSON line {"id","key","workspace","name"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List streaming keys (never the keys themselves).
+    List {
+        #[command(flatten)]
+        dir: DataDirArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a streaming key by id.
+    Delete {
+        #[command(flatten)]
+        dir: DataDirArg,
+        id: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub dir: DataDirArg,
+    /// Only this workspace (default: all).
+    #[arg(long)]
+    pub workspace: Option<u32>,
+    /// Only events with seq >= SEQ.
+    #[arg(long)]
+    pub since: Option<u64>,
+    /// At most N events.
+    #[arg(long)]
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Stream Tell-format batches to a raw TCP source and report throughput.
+    Tcp(TcpBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TcpBenchArgs {
+    /// Address of the raw TCP source.
+    #[arg(long, default_value = "127.0.0.1:50000")]
+    pub addr: String,
+    /// Streaming key (32 hex chars).
+    #[arg(long)]
+    pub key: String,
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Events per batch.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    /// Approximate bytes per event payload.
+    #[arg(long, default_value_t = 200)]
+    pub event_bytes: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Total events per second across connections (default: as fast as possible).
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Use sluice's acked mode and count only acknowledged events.
+    #[arg(long)]
+    pub acked: bool,
+}

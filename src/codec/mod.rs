@@ -1,0 +1,7 @@
+//! Wire formats: pure, synchronous decoders and encoders. Bytes in, frames
+//! out; "need more bytes" is `Ok(None)`, never an error.
+
+pub mod ack;
+pub mod frame;
+pub mod fuzz_support;
+pub mod tell;

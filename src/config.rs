@@ -1,0 +1,329 @@
+//! Configuration: one TOML file, parsed strictly, or the embedded defaults.
+//!
+//! With no file every listener runs on its default address. With a file only
+//! the listeners whose sections are present run. Unknown keys and bad values
+//! are refused with the file, line and column. Values are checked while they
+//! are deserialized (newtypes with `try_from`), so every error has a place.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::codec::frame::{DEFAULT_MAX_FRAME, HARD_MAX_FRAME};
+
+pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
+pub const DEFAULT_TCP_ADDR: &str = "0.0.0.0:50000";
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub sources: Sources,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_DATA_DIR)
+}
+
+/// Listener sections. A missing section means that listener does not run.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    pub tcp: Option<TcpSource>,
+}
+
+/// `[sources.tcp]`: the raw TCP source for Tell SDKs and acked clients.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpSource {
+    pub address: SocketAddr,
+    /// Frames longer than this are refused (default 16 MiB, at most 1 GiB).
+    #[serde(default = "default_max_frame")]
+    pub max_frame_bytes: FrameLimit,
+    /// Connections open at once; more wait in the kernel's backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Count,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(default = "default_idle_timeout", with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// A connection is closed after this many frames with a bad key in a row.
+    #[serde(default = "default_max_bad_keys")]
+    pub max_bad_keys: Count,
+}
+
+impl TcpSource {
+    pub fn at(address: SocketAddr) -> TcpSource {
+        TcpSource {
+            address,
+            max_frame_bytes: default_max_frame(),
+            max_connections: default_max_connections(),
+            idle_timeout: default_idle_timeout(),
+            max_bad_keys: default_max_bad_keys(),
+        }
+    }
+}
+
+fn default_max_frame() -> FrameLimit {
+    FrameLimit(DEFAULT_MAX_FRAME)
+}
+fn default_max_connections() -> Count {
+    Count(1024)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_bad_keys() -> Count {
+    Count(3)
+}
+
+/// `[pipeline]`: the in-flight budget and the ack rules.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Bytes of received data not yet committed, across all sources.
+    #[serde(default = "default_inflight")]
+    pub max_inflight_bytes: ByteSize,
+    /// An acked batch not committed within this time is answered `unavailable`.
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// How long the de-duplication record of an acked batch is kept.
+    #[serde(default = "default_dedup_window", with = "humantime_serde")]
+    pub dedup_window: Duration,
+    /// Most bytes of chunks written in one commit.
+    #[serde(default = "default_commit_bytes")]
+    pub max_commit_bytes: ByteSize,
+    /// redb page cache for the events database.
+    #[serde(default = "default_cache")]
+    pub cache_bytes: ByteSize,
+    /// On shutdown, how long open connections may take to finish.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_inflight_bytes: default_inflight(),
+            ack_timeout: default_ack_timeout(),
+            dedup_window: default_dedup_window(),
+            max_commit_bytes: default_commit_bytes(),
+            cache_bytes: default_cache(),
+            drain_timeout: default_drain_timeout(),
+        }
+    }
+}
+
+fn default_inflight() -> ByteSize {
+    ByteSize(32 << 20)
+}
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_dedup_window() -> Duration {
+    Duration::from_secs(15 * 60)
+}
+fn default_commit_bytes() -> ByteSize {
+    ByteSize(16 << 20)
+}
+fn default_cache() -> ByteSize {
+    ByteSize(32 << 20)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// A frame size limit: 1 byte to 1 GiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "ByteSize")]
+pub struct FrameLimit(pub u32);
+
+impl TryFrom<ByteSize> for FrameLimit {
+    type Error = String;
+    fn try_from(v: ByteSize) -> Result<Self, String> {
+        match u32::try_from(v.0) {
+            Ok(n) if n > 0 && n <= HARD_MAX_FRAME => Ok(FrameLimit(n)),
+            _ => Err(format!("frame limit must be between 1 byte and 1 GiB, got {} bytes", v.0)),
+        }
+    }
+}
+
+/// A positive count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Count(pub usize);
+
+impl TryFrom<i64> for Count {
+    type Error = String;
+    fn try_from(v: i64) -> Result<Self, String> {
+        match usize::try_from(v) {
+            Ok(n) if n > 0 => Ok(Count(n)),
+            _ => Err(format!("must be a positive number, got {v}")),
+        }
+    }
+}
+
+/// A size in bytes: an integer, or a string such as `"64MiB"`, `"512 KiB"`, `"1GB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Int(i64),
+    Text(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(v: SizeRepr) -> Result<Self, String> {
+        match v {
+            SizeRepr::Int(n) => {
+                u64::try_from(n).map(ByteSize).map_err(|_| format!("size must not be negative, got {n}"))
+            }
+            SizeRepr::Text(s) => parse_size(&s).map(ByteSize),
+        }
+    }
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (try \"64MiB\")"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` in `{s}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size `{s}` is too large"))
+}
+
+/// A configuration that could not be used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid { path: PathBuf, line: usize, column: usize, message: String },
+}
+
+impl Config {
+    /// The embedded defaults: every listener on its default address.
+    pub fn embedded() -> Config {
+        let tcp = DEFAULT_TCP_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 50000)));
+        Config {
+            data_dir: default_data_dir(),
+            sources: Sources { tcp: Some(TcpSource::at(tcp)) },
+            pipeline: PipelineConfig::default(),
+        }
+    }
+
+    /// A configuration with no listeners, for commands and tests that add their own.
+    pub fn bare(data_dir: &Path) -> Config {
+        Config { data_dir: data_dir.to_path_buf(), sources: Sources::default(), pipeline: PipelineConfig::default() }
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses TOML text; `path` only names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            ConfigError::Invalid { path: path.to_path_buf(), line, column, message: e.message().to_string() }
+        })
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} bytes", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("sluice.toml"))
+    }
+
+    #[test]
+    fn the_issue_example_is_accepted_as_written() {
+        let c = parse("data_dir = \"/var/lib/sluice\"\n[sources.tcp]\naddress = \"127.0.0.1:50000\"\n").unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/sluice"));
+        let tcp = c.sources.tcp.unwrap();
+        assert_eq!(tcp.address, "127.0.0.1:50000".parse().unwrap());
+        assert_eq!(tcp.max_frame_bytes, FrameLimit(16 << 20));
+    }
+
+    #[test]
+    fn a_file_without_listener_sections_runs_no_listener() {
+        let c = parse("data_dir = \"d\"\n").unwrap();
+        assert!(c.sources.tcp.is_none());
+        assert!(Config::embedded().sources.tcp.is_some());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let err = parse("data_dir = \"d\"\n[sources.tcp]\naddress = \"127.0.0.1:1\"\nadress = 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("sluice.toml:4:"), "{text}");
+        assert!(text.contains("adress"), "{text}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_with_their_line() {
+        let cases = [
+            ("[sources.tcp]\naddress = \"nowhere\"\n", 2),
+            ("[sources.tcp]\naddress = \"127.0.0.1:1\"\nmax_frame_bytes = \"2GiB\"\n", 3),
+            ("[sources.tcp]\naddress = \"127.0.0.1:1\"\nmax_connections = 0\n", 3),
+            ("[pipeline]\nmax_inflight_bytes = \"12 parsecs\"\n", 2),
+            ("[pipeline]\nack_timeout = \"soon\"\n", 2),
+            ("[sources.udp]\naddress = \"127.0.0.1:1\"\n", 1),
+        ];
+        for (text, line) in cases {
+            match parse(text) {
+                Err(ConfigError::Invalid { line: got, .. }) => assert_eq!(got, line, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        let c =
+            parse("[pipeline]\nmax_inflight_bytes = \"8MiB\"\nack_timeout = \"250ms\"\ncache_bytes = 1000\n").unwrap();
+        assert_eq!(c.pipeline.max_inflight_bytes, ByteSize(8 << 20));
+        assert_eq!(c.pipeline.ack_timeout, Duration::from_millis(250));
+        assert_eq!(c.pipeline.cache_bytes, ByteSize(1000));
+        assert_eq!(parse_size("1 GB"), Ok(1_000_000_000));
+    }
+}

@@ -1,0 +1,32 @@
+//! sluice: a streaming ingest daemon.
+//!
+//! ```text
+//!  source (socket) ─► codec (bytes → frames → records) ─► auth (key digest → workspace)
+//!        │                                                      │
+//!        └── waits for a byte permit (backpressure) ──► pipeline (bounded crossbeam channel)
+//!                                                               │
+//!                                 store::writer thread: group commit into redb (fsync)
+//!                                                               │
+//!                                    acks complete ◄────────────┘
+//! ```
+//!
+//! - [`codec`]: wire formats (Tell frames, acked frames, ack replies).
+//! - [`record`]: the stored record encoding shared by sources and readers.
+//! - [`source`]: listeners; they own sockets and hand batches to the pipeline.
+//! - [`pipeline`]: the bounded channel and the byte budget for data in flight.
+//! - [`store`]: redb files, the writer thread, keys, readers.
+//! - [`auth`]: streaming keys.
+//! - [`client`]: a Rust client for the acked raw TCP protocol.
+//! - [`server`]: wires it all together: `run(config, listeners, shutdown)`.
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod codec;
+pub mod config;
+pub mod metrics;
+pub mod pipeline;
+pub mod record;
+pub mod server;
+pub mod source;
+pub mod store;

@@ -1,0 +1,187 @@
+//! Counters and gauges, rendered in the Prometheus text format.
+//!
+//! Every counter is a named constant; a drop is counted where it is logged.
+//! Labels are only listener names and reasons, never keys, tokens or peers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+pub const EVENTS_RECEIVED: &str = "sluice_events_received_total";
+pub const BYTES_RECEIVED: &str = "sluice_bytes_received_total";
+pub const FRAMES_REFUSED: &str = "sluice_frames_refused_total";
+pub const CONNECTIONS_OPEN: &str = "sluice_connections_open";
+pub const CONNECTIONS_TOTAL: &str = "sluice_connections_total";
+pub const AUTH_FAILURES: &str = "sluice_auth_failures_total";
+pub const EVENTS_STORED: &str = "sluice_events_stored_total";
+pub const BATCHES_DUPLICATE: &str = "sluice_batches_duplicate_total";
+pub const COMMITS: &str = "sluice_commits_total";
+pub const COMMIT_FAILURES: &str = "sluice_commit_failures_total";
+pub const COMMIT_SECONDS: &str = "sluice_commit_duration_seconds";
+pub const CHUNK_BYTES_STORED: &str = "sluice_chunk_bytes_stored_total";
+pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Refusal {
+    BadKey,
+    Malformed,
+    TooLarge,
+    Unavailable,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] = [Refusal::BadKey, Refusal::Malformed, Refusal::TooLarge, Refusal::Unavailable];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::BadKey => "bad_key",
+            Refusal::Malformed => "malformed",
+            Refusal::TooLarge => "too_large",
+            Refusal::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct SourceMetrics {
+    pub events_received: AtomicU64,
+    pub bytes_received: AtomicU64,
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub auth_failures: AtomicU64,
+    refused: [AtomicU64; 4],
+}
+
+impl SourceMetrics {
+    pub fn refuse(&self, why: Refusal) {
+        self.refused[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn refused(&self, why: Refusal) -> u64 {
+        self.refused[why as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds of the commit latency histogram, in seconds.
+const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0];
+
+/// Counters of the writer thread.
+#[derive(Debug, Default)]
+pub struct StoreMetrics {
+    pub events_stored: AtomicU64,
+    pub chunk_bytes_stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub commits: AtomicU64,
+    pub commit_failures: AtomicU64,
+    commit_buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    commit_micros_sum: AtomicU64,
+}
+
+impl StoreMetrics {
+    pub fn observe_commit(&self, took: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commit_micros_sum.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        let secs = took.as_secs_f64();
+        if let Some(i) = COMMIT_BUCKETS.iter().position(|b| secs <= *b) {
+            self.commit_buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Everything the daemon counts; shared by all tasks.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    sources: std::sync::RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
+    pub store: StoreMetrics,
+    pub inflight_bytes: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of a listener, created on first use.
+    pub fn source(&self, listener: &str) -> Arc<SourceMetrics> {
+        if let Some(m) = self.sources.read().unwrap_or_else(|e| e.into_inner()).get(listener) {
+            return m.clone();
+        }
+        let mut map = self.sources.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(listener.to_string()).or_default().clone()
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let sources = self.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let per_source: [(&str, &str, fn(&SourceMetrics) -> i64); 5] = [
+            (EVENTS_RECEIVED, "counter", |m| m.events_received.load(Ordering::Relaxed) as i64),
+            (BYTES_RECEIVED, "counter", |m| m.bytes_received.load(Ordering::Relaxed) as i64),
+            (CONNECTIONS_OPEN, "gauge", |m| m.connections_open.load(Ordering::Relaxed)),
+            (CONNECTIONS_TOTAL, "counter", |m| m.connections_total.load(Ordering::Relaxed) as i64),
+            (AUTH_FAILURES, "counter", |m| m.auth_failures.load(Ordering::Relaxed) as i64),
+        ];
+        for (name, kind, get) in per_source {
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for (listener, m) in &sources {
+                let _ = writeln!(out, "{name}{{listener=\"{listener}\"}} {}", get(m));
+            }
+        }
+        let _ = writeln!(out, "# TYPE {FRAMES_REFUSED} counter");
+        for (listener, m) in &sources {
+            for why in Refusal::ALL {
+                let _ = writeln!(
+                    out,
+                    "{FRAMES_REFUSED}{{listener=\"{listener}\",reason=\"{}\"}} {}",
+                    why.label(),
+                    m.refused(why)
+                );
+            }
+        }
+        self.render_store(&mut out);
+        out
+    }
+
+    fn render_store(&self, out: &mut String) {
+        let s = &self.store;
+        let plain: [(&str, &str, u64); 6] = [
+            (EVENTS_STORED, "counter", s.events_stored.load(Ordering::Relaxed)),
+            (CHUNK_BYTES_STORED, "counter", s.chunk_bytes_stored.load(Ordering::Relaxed)),
+            (BATCHES_DUPLICATE, "counter", s.duplicates.load(Ordering::Relaxed)),
+            (COMMITS, "counter", s.commits.load(Ordering::Relaxed)),
+            (COMMIT_FAILURES, "counter", s.commit_failures.load(Ordering::Relaxed)),
+            (INFLIGHT_BYTES, "gauge", self.inflight_bytes.load(Ordering::Relaxed)),
+        ];
+        for (name, kind, v) in plain {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+        }
+        let _ = writeln!(out, "# TYPE {COMMIT_SECONDS} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in COMMIT_BUCKETS.iter().zip(&s.commit_buckets) {
+            cumulative += n.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{COMMIT_SECONDS}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = s.commits.load(Ordering::Relaxed);
+        let sum = s.commit_micros_sum.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{COMMIT_SECONDS}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{COMMIT_SECONDS}_sum {sum}\n{COMMIT_SECONDS}_count {count}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_per_listener_and_the_histogram() {
+        let m = Metrics::default();
+        m.source("tcp").events_received.fetch_add(5, Ordering::Relaxed);
+        m.source("tcp").refuse(Refusal::BadKey);
+        m.store.observe_commit(Duration::from_micros(700));
+        let text = m.render();
+        assert!(text.contains("sluice_events_received_total{listener=\"tcp\"} 5"), "{text}");
+        assert!(text.contains("sluice_frames_refused_total{listener=\"tcp\",reason=\"bad_key\"} 1"));
+        assert!(text.contains("sluice_commit_duration_seconds_bucket{le=\"0.001\"} 1"));
+        assert!(text.contains("sluice_commit_duration_seconds_count 1"));
+    }
+}

@@ -1,0 +1,188 @@
+//! The daemon: `run(config, listeners, shutdown)`.
+//!
+//! Listeners are bound by the caller ([`Listeners::bind`]) so that tests can
+//! bind port 0 and read the address back, and so start-up fails before
+//! anything else happens when a port is taken.
+//!
+//! Shutdown: stop accepting, let open connections finish (they read on until
+//! their peer is quiet, and wait for their commits) up to `drain_timeout`,
+//! then abort the rest, let the writer drain the pipeline and make its final
+//! commit, and return.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::keys::KeyRegistry;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::source::tcp::{self, TcpContext};
+use crate::store::control::ControlStore;
+use crate::store::writer::{Writer, WriterConfig};
+use crate::store::{self, StoreError};
+
+/// How often last-used times of streaming keys are written down.
+const KEY_FLUSH_EVERY: Duration = Duration::from_secs(30);
+
+/// A daemon that could not start or stopped with an error.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("cannot bind {listener} on {address}: {source}")]
+    Bind { listener: &'static str, address: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal task failed: {reason}")]
+    Task { reason: String },
+}
+
+/// The bound sockets, one per configured listener.
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub tcp: Option<TcpListener>,
+}
+
+impl Listeners {
+    /// Binds every listener the config names.
+    pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+        let mut out = Listeners::default();
+        if let Some(tcp) = &config.sources.tcp {
+            let l = TcpListener::bind(tcp.address).await.map_err(|source| ServerError::Bind {
+                listener: "tcp",
+                address: tcp.address,
+                source,
+            })?;
+            out.tcp = Some(l);
+        }
+        Ok(out)
+    }
+
+    /// The bound addresses, by listener name.
+    pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
+        self.tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("tcp", a)).collect()
+    }
+}
+
+/// Runs the daemon until `shutdown` is cancelled, then drains and returns.
+pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let data_dir = config.data_dir.clone();
+    let control = blocking(move || ControlStore::open(&data_dir)).await??;
+    let control = Arc::new(control);
+    let keys = Arc::new(KeyRegistry::load(&control)?);
+    let metrics = Arc::new(Metrics::default());
+    let p = &config.pipeline;
+    let (pipeline, rx) = Pipeline::new(p.max_inflight_bytes.0 as usize);
+    let writer_config = WriterConfig::new(
+        config.data_dir.join(store::EVENTS_FILE),
+        p.cache_bytes.0 as usize,
+        p.dedup_window,
+        p.max_commit_bytes.0 as usize,
+    );
+    let writer = Writer::spawn(writer_config, rx, metrics.clone())?;
+
+    let tracker = TaskTracker::new();
+    let abort = CancellationToken::new();
+    for (name, addr) in listeners.addresses() {
+        tracing::info!(listener = name, %addr, "listening");
+    }
+    if let (Some(listener), Some(cfg)) = (listeners.tcp, &config.sources.tcp) {
+        let ctx = Arc::new(TcpContext {
+            name: "tcp".into(),
+            config: cfg.clone(),
+            pipeline: pipeline.clone(),
+            keys: keys.clone(),
+            metrics: metrics.source("tcp"),
+            ack_timeout: p.ack_timeout,
+            abort: abort.clone(),
+        });
+        tracker.spawn(tcp::serve(listener, ctx, shutdown.clone(), tracker.clone()));
+    }
+    let housekeeping = CancellationToken::new();
+    let chores =
+        tokio::spawn(housekeep(pipeline.clone(), metrics.clone(), keys.clone(), control.clone(), housekeeping.clone()));
+    notify(&[sd_notify::NotifyState::Ready]);
+    tracing::info!(data_dir = %config.data_dir.display(), keys = keys.len(), "sluice is ready");
+
+    shutdown.cancelled().await;
+    notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("shutting down: no new connections; draining open ones");
+    tracker.close();
+    if tokio::time::timeout(p.drain_timeout, tracker.wait()).await.is_err() {
+        tracing::warn!(timeout = ?p.drain_timeout, "drain deadline passed; closing remaining connections");
+        abort.cancel();
+        tracker.wait().await;
+    }
+    housekeeping.cancel();
+    let _ = chores.await;
+    drop(pipeline);
+    blocking(move || writer.join()).await?;
+    flush_last_used(&keys, &control).await;
+    tracing::info!("stopped; everything received was committed");
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ServerError::Task { reason: e.to_string() })
+}
+
+/// Periodic chores: watchdog pings, the in-flight gauge, key last-use times.
+async fn housekeep(
+    pipeline: Pipeline,
+    metrics: Arc<Metrics>,
+    keys: Arc<KeyRegistry>,
+    control: Arc<ControlStore>,
+    stop: CancellationToken,
+) {
+    let watchdog = sd_notify::watchdog_enabled();
+    let tick = watchdog.map_or(Duration::from_secs(1), |w| (w / 2).min(Duration::from_secs(1)));
+    let mut interval = tokio::time::interval(tick);
+    let mut since_flush = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        if watchdog.is_some() {
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+        metrics.inflight_bytes.store(pipeline.inflight_bytes() as u64, Ordering::Relaxed);
+        since_flush += tick;
+        if since_flush >= KEY_FLUSH_EVERY {
+            since_flush = Duration::ZERO;
+            flush_last_used(&keys, &control).await;
+        }
+    }
+}
+
+async fn flush_last_used(keys: &Arc<KeyRegistry>, control: &Arc<ControlStore>) {
+    let used = keys.drain_last_used();
+    if used.is_empty() {
+        return;
+    }
+    let control = control.clone();
+    match blocking(move || control.touch_keys(&used)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not record key last-use times"),
+        Err(e) => tracing::warn!(error = %e, "could not record key last-use times"),
+    }
+}
+
+/// Tells systemd about a state change; a no-op outside systemd.
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+/// The data dir a command should use: the flag, else the config's, else the default.
+pub fn data_dir_for(flag: Option<PathBuf>, config: &Config) -> PathBuf {
+    flag.unwrap_or_else(|| config.data_dir.clone())
+}

@@ -1,0 +1,186 @@
+//! One stored row: a chunk of consecutive events of one workspace.
+//!
+//! The row key is `(workspace, first_seq)`; event `i` of the chunk has
+//! sequence `first_seq + i`. The value is versioned:
+//!
+//! ```text
+//! v1:  version:u8(=1)  codec:u8  count:u32le  min_received_ms:u64le  max_received_ms:u64le
+//!      raw_len:u32le  listener_len:u8 listener  peer_len:u8 peer  body
+//! ```
+//!
+//! `codec` 0 stores the record block as is, 1 stores it LZ4-compressed
+//! (block format, `raw_len` bytes once decompressed). The block is the record
+//! encoding of `record.rs`. Chunks are built by sources (so compression runs
+//! on the connection's task, in parallel), the writer only files them.
+
+use thiserror::Error;
+
+pub const FORMAT_V1: u8 = 1;
+const CODEC_PLAIN: u8 = 0;
+const CODEC_LZ4: u8 = 1;
+/// Blocks smaller than this are not worth compressing.
+const COMPRESS_MIN: usize = 256;
+const FIXED_HEADER: usize = 1 + 1 + 4 + 8 + 8 + 4;
+/// A chunk never holds more than this many bytes of records.
+pub const MAX_RAW_LEN: usize = 1 << 30;
+
+/// What travels with every chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkMeta<'a> {
+    /// Config section name of the listener that took the data, e.g. `tcp`.
+    pub listener: &'a str,
+    /// Peer address as text.
+    pub peer: &'a str,
+    pub count: u32,
+    pub min_received_ms: u64,
+    pub max_received_ms: u64,
+}
+
+/// Encodes a chunk value, compressing the block when that pays.
+pub fn encode(meta: &ChunkMeta<'_>, block: &[u8]) -> Vec<u8> {
+    let listener = clip(meta.listener);
+    let peer = clip(meta.peer);
+    let mut out = Vec::with_capacity(FIXED_HEADER + 2 + listener.len() + peer.len() + block.len() / 2);
+    let compress = block.len() >= COMPRESS_MIN;
+    out.push(FORMAT_V1);
+    out.push(if compress { CODEC_LZ4 } else { CODEC_PLAIN });
+    out.extend_from_slice(&meta.count.to_le_bytes());
+    out.extend_from_slice(&meta.min_received_ms.to_le_bytes());
+    out.extend_from_slice(&meta.max_received_ms.to_le_bytes());
+    out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    out.push(listener.len() as u8);
+    out.extend_from_slice(listener);
+    out.push(peer.len() as u8);
+    out.extend_from_slice(peer);
+    if compress {
+        let start = out.len();
+        out.resize(start + lz4_flex::block::get_maximum_output_size(block.len()), 0);
+        match lz4_flex::block::compress_into(block, &mut out[start..]) {
+            Ok(n) => out.truncate(start + n),
+            // Cannot happen with a buffer of the maximum size; store plain if it does.
+            Err(_) => return encode_plain(meta, block),
+        }
+    } else {
+        out.extend_from_slice(block);
+    }
+    out
+}
+
+fn encode_plain(meta: &ChunkMeta<'_>, block: &[u8]) -> Vec<u8> {
+    let mut out = encode(meta, &[]);
+    out[1] = CODEC_PLAIN;
+    out[22..26].copy_from_slice(&(block.len() as u32).to_le_bytes());
+    out.extend_from_slice(block);
+    out
+}
+
+fn clip(s: &str) -> &[u8] {
+    let b = s.as_bytes();
+    &b[..b.len().min(255)]
+}
+
+/// A chunk value that does not decode.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ChunkError {
+    #[error("chunk format version {version} is newer than this sluice understands")]
+    UnknownVersion { version: u8 },
+    #[error("chunk codec {codec} is unknown")]
+    UnknownCodec { codec: u8 },
+    #[error("chunk header truncated")]
+    Truncated,
+    #[error("chunk body does not decompress: {reason}")]
+    Corrupt { reason: String },
+}
+
+/// A decoded chunk: its metadata and the record block.
+#[derive(Debug)]
+pub struct Chunk {
+    pub listener: String,
+    pub peer: String,
+    pub count: u32,
+    pub min_received_ms: u64,
+    pub max_received_ms: u64,
+    pub block: Vec<u8>,
+}
+
+/// Reads only the fixed header: count and received-at range.
+pub fn peek(value: &[u8]) -> Result<(u32, u64, u64), ChunkError> {
+    let h = value.get(..FIXED_HEADER).ok_or(ChunkError::Truncated)?;
+    if h[0] != FORMAT_V1 {
+        return Err(ChunkError::UnknownVersion { version: h[0] });
+    }
+    let u64_at = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&h[i..i + 8]);
+        u64::from_le_bytes(b)
+    };
+    let count = u32::from_le_bytes([h[2], h[3], h[4], h[5]]);
+    Ok((count, u64_at(6), u64_at(14)))
+}
+
+pub fn decode(value: &[u8]) -> Result<Chunk, ChunkError> {
+    let (count, min_received_ms, max_received_ms) = peek(value)?;
+    let codec = value[1];
+    let raw_len = u32::from_le_bytes([value[22], value[23], value[24], value[25]]) as usize;
+    let mut at = FIXED_HEADER;
+    let listener = take_str(value, &mut at)?;
+    let peer = take_str(value, &mut at)?;
+    let body = &value[at..];
+    let block = match codec {
+        CODEC_PLAIN => body.to_vec(),
+        CODEC_LZ4 => {
+            if raw_len > MAX_RAW_LEN {
+                return Err(ChunkError::Corrupt { reason: format!("raw length {raw_len} over limit") });
+            }
+            lz4_flex::block::decompress(body, raw_len).map_err(|e| ChunkError::Corrupt { reason: e.to_string() })?
+        }
+        codec => return Err(ChunkError::UnknownCodec { codec }),
+    };
+    Ok(Chunk { listener, peer, count, min_received_ms, max_received_ms, block })
+}
+
+fn take_str(value: &[u8], at: &mut usize) -> Result<String, ChunkError> {
+    let len = *value.get(*at).ok_or(ChunkError::Truncated)? as usize;
+    let bytes = value.get(*at + 1..*at + 1 + len).ok_or(ChunkError::Truncated)?;
+    *at += 1 + len;
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(count: u32) -> ChunkMeta<'static> {
+        ChunkMeta { listener: "tcp", peer: "127.0.0.1:5000", count, min_received_ms: 5, max_received_ms: 9 }
+    }
+
+    #[test]
+    fn small_blocks_stay_plain_and_large_ones_compress() {
+        for block in [vec![1u8; 10], b"{\"a\":1}".repeat(500)] {
+            let value = encode(&meta(3), &block);
+            let chunk = decode(&value).unwrap();
+            assert_eq!(chunk.block, block);
+            assert_eq!((chunk.count, chunk.min_received_ms, chunk.max_received_ms), (3, 5, 9));
+            assert_eq!((chunk.listener.as_str(), chunk.peer.as_str()), ("tcp", "127.0.0.1:5000"));
+        }
+        assert!(encode(&meta(1), &b"x".repeat(5000)).len() < 1000);
+    }
+
+    #[test]
+    fn plain_fallback_round_trips() {
+        let value = encode_plain(&meta(2), b"abc");
+        assert_eq!(decode(&value).unwrap().block, b"abc");
+    }
+
+    #[test]
+    fn damaged_values_error() {
+        let value = encode(&meta(1), &b"y".repeat(1000));
+        for cut in 0..value.len() {
+            let _ = decode(&value[..cut]);
+        }
+        let mut newer = value.clone();
+        newer[0] = 2;
+        assert_eq!(decode(&newer).unwrap_err(), ChunkError::UnknownVersion { version: 2 });
+    }
+}

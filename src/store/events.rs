@@ -1,0 +1,75 @@
+//! The events database: table layout and opening.
+//!
+//! | table          | key                                   | value                          |
+//! |----------------|---------------------------------------|--------------------------------|
+//! | `chunks`       | (workspace u32, first_seq u64)        | chunk value (see chunk.rs)     |
+//! | `seq`          | workspace u32                         | next sequence number           |
+//! | `dedup`        | (workspace, producer u128, batch u64) | (first_seq, count, committed_ms)|
+//! | `dedup_expiry` | (committed_ms, workspace, producer, batch) | ()                        |
+//! | `meta`         | name                                  | u64 (`format_version`)         |
+//!
+//! Keys sort by workspace then sequence, so reading a workspace from a
+//! sequence on is a range scan. Sequence numbers start at 1 and are never
+//! reused: the counter is committed in the same transaction as the chunks.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::StoreError;
+
+pub(crate) const CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("chunks");
+pub(crate) const SEQ: TableDefinition<u32, u64> = TableDefinition::new("seq");
+pub(crate) const DEDUP: TableDefinition<(u32, u128, u64), (u64, u32, u64)> = TableDefinition::new("dedup");
+pub(crate) const DEDUP_EXPIRY: TableDefinition<(u64, u32, u128, u64), ()> = TableDefinition::new("dedup_expiry");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The on-disk format this build writes. Older formats are migrated on open;
+/// newer ones are refused.
+pub const FORMAT_VERSION: u64 = 1;
+const FORMAT_KEY: &str = "format_version";
+
+/// Opens (creating if needed) the events database and checks its format.
+pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| StoreError::open(path, e))?;
+    init(&db, path)?;
+    Ok(db)
+}
+
+/// Creates missing tables and records or checks the format version.
+fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
+    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
+    let tx = db.begin_write().map_err(|e| err(&e))?;
+    {
+        let mut meta = tx.open_table(META).map_err(|e| err(&e))?;
+        let found = meta.get(FORMAT_KEY).map_err(|e| err(&e))?.map(|v| v.value());
+        match found {
+            Some(v) if v > FORMAT_VERSION => {
+                return Err(StoreError::TooNew { path: path.to_path_buf(), found: v, supported: FORMAT_VERSION });
+            }
+            Some(_) => {}
+            None => {
+                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| err(&e))?;
+            }
+        }
+        tx.open_table(CHUNKS).map_err(|e| err(&e))?;
+        tx.open_table(SEQ).map_err(|e| err(&e))?;
+        tx.open_table(DEDUP).map_err(|e| err(&e))?;
+        tx.open_table(DEDUP_EXPIRY).map_err(|e| err(&e))?;
+    }
+    tx.commit().map_err(|e| err(&e))?;
+    Ok(())
+}
+
+/// The next sequence number of every workspace, as committed.
+pub(crate) fn load_next_seqs(db: &Database, path: &Path) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
+    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
+    let tx = db.begin_read().map_err(|e| err(&e))?;
+    let table = tx.open_table(SEQ).map_err(|e| err(&e))?;
+    let mut out = std::collections::HashMap::new();
+    for row in table.iter().map_err(|e| err(&e))? {
+        let (k, v) = row.map_err(|e| err(&e))?;
+        out.insert(k.value(), v.value());
+    }
+    Ok(out)
+}

@@ -1,0 +1,62 @@
+//! Storage: two redb files in the data directory.
+//!
+//! - `events.redb`: event chunks, per-workspace sequence counters and
+//!   de-duplication records. Written only by the [`writer`] thread.
+//! - `control.redb`: workspaces, streaming keys and (later) users and sessions.
+//!
+//! redb types never leave this module: callers see [`StoreError`].
+
+pub mod chunk;
+pub mod control;
+pub mod events;
+pub mod reader;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+pub const EVENTS_FILE: &str = "events.redb";
+pub const CONTROL_FILE: &str = "control.redb";
+
+/// A storage operation that failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("{path} is in use by another process (is a sluice daemon running on this data dir?)")]
+    Locked { path: PathBuf },
+    #[error("{path} was written by a newer sluice (format {found}, this build reads up to {supported})")]
+    TooNew { path: PathBuf, found: u64, supported: u64 },
+    #[error("cannot create data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("storage error in {path}: {reason}")]
+    Db { path: PathBuf, reason: String },
+    #[error("not found: {what}")]
+    NotFound { what: String },
+    #[error("invalid: {reason}")]
+    Invalid { reason: String },
+}
+
+impl StoreError {
+    pub(crate) fn db(path: &Path, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Db { path: path.to_path_buf(), reason: e.to_string() }
+    }
+
+    /// Maps a redb open error, recognising "already open elsewhere".
+    pub(crate) fn open(path: &Path, e: redb::DatabaseError) -> StoreError {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.to_path_buf() },
+            other => StoreError::db(path, other),
+        }
+    }
+}
+
+/// Creates the data dir (and parents) if needed.
+pub fn ensure_data_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })
+}
+
+/// Milliseconds since the Unix epoch, by the server's clock.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
