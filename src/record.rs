@@ -149,12 +149,11 @@ impl BlockBuilder {
 
     /// One metric label: `klen:varint key value` in a single field.
     pub fn label(&mut self, key: &[u8], value: &[u8]) {
-        let mut klen = Vec::with_capacity(5);
-        put_varint(&mut klen, key.len() as u32);
-        let total = klen.len() + key.len() + value.len();
+        let klen = varint_len(key.len() as u32);
+        let total = klen + key.len() + value.len();
         self.buf.push(tag::LABEL);
         put_varint(&mut self.buf, total as u32);
-        self.buf.extend_from_slice(&klen);
+        put_varint(&mut self.buf, key.len() as u32);
         self.buf.extend_from_slice(key);
         self.buf.extend_from_slice(value);
     }
@@ -213,6 +212,16 @@ fn put_varint(buf: &mut Vec<u8>, mut v: u32) {
         v >>= 7;
     }
     buf.push(v as u8);
+}
+
+fn varint_len(v: u32) -> usize {
+    match v {
+        0..0x80 => 1,
+        0x80..0x4000 => 2,
+        0x4000..0x20_0000 => 3,
+        0x20_0000..0x1000_0000 => 4,
+        _ => 5,
+    }
 }
 
 /// Reads a LEB128 varint of at most 5 bytes; returns the value and bytes used.
@@ -422,6 +431,15 @@ mod tests {
         let mut bad = block.clone();
         bad[4] = 99;
         assert!(matches!(records(&bad).next(), Some(Err(RecordError::UnknownKind { .. }))));
+    }
+
+    #[test]
+    fn varint_len_matches_the_encoding() {
+        for v in [0, 1, 0x7f, 0x80, 0x3fff, 0x4000, 0x1f_ffff, 0x20_0000, 0xfff_ffff, 0x1000_0000, u32::MAX] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(buf.len(), varint_len(v), "{v:#x}");
+        }
     }
 
     #[test]

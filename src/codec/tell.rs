@@ -1,5 +1,5 @@
 //! Tell batches: the FlatBuffers `Batch` envelope the Tell SDKs send, and the
-//! event, log and metric tables inside it, decoded into [`record`] blocks.
+//! event, log and metric tables inside it, decoded into [`crate::record`] blocks.
 //!
 //! The layout is the one `tell-encoding` 0.7 (used by the `tell` 0.7 SDK)
 //! writes; field ids below are that crate's, which is the wire contract.
