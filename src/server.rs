@@ -71,14 +71,29 @@ impl Listeners {
     }
 }
 
+/// What every listener task shares.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub pipeline: Pipeline,
+    pub keys: Arc<KeyRegistry>,
+    pub metrics: Arc<Metrics>,
+    pub control: Arc<ControlStore>,
+    /// Cancelled when the daemon should stop accepting and drain.
+    pub shutdown: CancellationToken,
+    /// Cancelled when connections must stop at once (the drain deadline passed).
+    pub abort: CancellationToken,
+    /// Every listener and connection task, so shutdown can wait for them.
+    pub tracker: TaskTracker,
+}
+
 /// Runs the daemon until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
-    let control = blocking(move || ControlStore::open(&data_dir)).await??;
-    let control = Arc::new(control);
+    let control = Arc::new(blocking(move || ControlStore::open(&data_dir)).await??);
     let keys = Arc::new(KeyRegistry::load(&control)?);
     let metrics = Arc::new(Metrics::default());
-    let p = &config.pipeline;
+    let p = config.pipeline.clone();
     let (pipeline, rx) = Pipeline::new(p.max_inflight_bytes.0 as usize);
     let writer_config = WriterConfig::new(
         config.data_dir.join(store::EVENTS_FILE),
@@ -87,46 +102,64 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         p.max_commit_bytes.0 as usize,
     );
     let writer = Writer::spawn(writer_config, rx, metrics.clone())?;
-
-    let tracker = TaskTracker::new();
-    let abort = CancellationToken::new();
+    let services = Services {
+        config: Arc::new(config),
+        pipeline,
+        keys,
+        metrics,
+        control,
+        shutdown,
+        abort: CancellationToken::new(),
+        tracker: TaskTracker::new(),
+    };
     for (name, addr) in listeners.addresses() {
         tracing::info!(listener = name, %addr, "listening");
     }
-    if let (Some(listener), Some(cfg)) = (listeners.tcp, &config.sources.tcp) {
-        let ctx = Arc::new(TcpContext {
-            name: "tcp".into(),
-            config: cfg.clone(),
-            pipeline: pipeline.clone(),
-            keys: keys.clone(),
-            metrics: metrics.source("tcp"),
-            ack_timeout: p.ack_timeout,
-            abort: abort.clone(),
-        });
-        tracker.spawn(tcp::serve(listener, ctx, shutdown.clone(), tracker.clone()));
-    }
+    start_listeners(&services, listeners);
     let housekeeping = CancellationToken::new();
-    let chores =
-        tokio::spawn(housekeep(pipeline.clone(), metrics.clone(), keys.clone(), control.clone(), housekeeping.clone()));
+    let chores = tokio::spawn(housekeep(services.clone(), housekeeping.clone()));
     notify(&[sd_notify::NotifyState::Ready]);
-    tracing::info!(data_dir = %config.data_dir.display(), keys = keys.len(), "sluice is ready");
+    tracing::info!(data_dir = %services.config.data_dir.display(), keys = services.keys.len(), "sluice is ready");
 
-    shutdown.cancelled().await;
+    services.shutdown.cancelled().await;
     notify(&[sd_notify::NotifyState::Stopping]);
     tracing::info!("shutting down: no new connections; draining open ones");
-    tracker.close();
-    if tokio::time::timeout(p.drain_timeout, tracker.wait()).await.is_err() {
+    services.tracker.close();
+    if tokio::time::timeout(p.drain_timeout, services.tracker.wait()).await.is_err() {
         tracing::warn!(timeout = ?p.drain_timeout, "drain deadline passed; closing remaining connections");
-        abort.cancel();
-        tracker.wait().await;
+        services.abort.cancel();
+        services.tracker.wait().await;
     }
     housekeeping.cancel();
     let _ = chores.await;
-    drop(pipeline);
+    let (keys, control) = (services.keys.clone(), services.control.clone());
+    drop(services);
+    // Every pipeline sender is gone now: the writer drains and makes its final commit.
     blocking(move || writer.join()).await?;
     flush_last_used(&keys, &control).await;
     tracing::info!("stopped; everything received was committed");
     Ok(())
+}
+
+/// Starts one task per bound listener.
+fn start_listeners(services: &Services, listeners: Listeners) {
+    if let (Some(listener), Some(cfg)) = (listeners.tcp, &services.config.sources.tcp) {
+        start_tcp(services, listener, cfg.clone());
+    }
+}
+
+fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::TcpSource) {
+    let ctx = Arc::new(TcpContext {
+        name: "tcp".into(),
+        config: cfg,
+        pipeline: services.pipeline.clone(),
+        keys: services.keys.clone(),
+        metrics: services.metrics.source("tcp"),
+        ack_timeout: services.config.pipeline.ack_timeout,
+        abort: services.abort.clone(),
+    });
+    let tracker = services.tracker.clone();
+    services.tracker.spawn(tcp::serve(listener, ctx, services.shutdown.clone(), tracker));
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServerError> {
@@ -134,13 +167,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 /// Periodic chores: watchdog pings, the in-flight gauge, key last-use times.
-async fn housekeep(
-    pipeline: Pipeline,
-    metrics: Arc<Metrics>,
-    keys: Arc<KeyRegistry>,
-    control: Arc<ControlStore>,
-    stop: CancellationToken,
-) {
+async fn housekeep(services: Services, stop: CancellationToken) {
+    let Services { pipeline, metrics, keys, control, .. } = services;
     let watchdog = sd_notify::watchdog_enabled();
     let tick = watchdog.map_or(Duration::from_secs(1), |w| (w / 2).min(Duration::from_secs(1)));
     let mut interval = tokio::time::interval(tick);
