@@ -488,6 +488,7 @@ impl Connection {
         let mut stream = TcpStream::connect(&self.settings.addr).await?;
         let _ = stream.set_nodelay(true);
         let mut frame = Vec::new();
+        let mut batch = Vec::new();
         let mut batch_id = 1u64;
         loop {
             let now = Instant::now();
@@ -502,13 +503,12 @@ impl Connection {
                 }
                 continue;
             }
-            // Length prefix first, patched once the batch is built (no copy).
+            // tell-encoding writes absolute offsets, so a batch must start at
+            // the beginning of its own buffer: encode, then frame.
+            batch.clear();
+            self.generator.batch_into(&mut batch, &self.settings.key, batch_id, self.settings.batch_size);
             frame.clear();
-            frame.extend_from_slice(&[0; 4]);
-            self.generator.batch_into(&mut frame, &self.settings.key, batch_id, self.settings.batch_size);
-            let len = u32::try_from(frame.len() - 4)
-                .map_err(|_| ClientError::TooLarge { len: frame.len() - 4, limit: u32::MAX })?;
-            frame[..4].copy_from_slice(&len.to_be_bytes());
+            crate::codec::frame::encode_tell(&batch, &mut frame);
             stream.write_all(&frame).await?;
             self.stats.events += self.settings.batch_size as u64;
             self.stats.bytes += frame.len() as u64;
@@ -557,7 +557,8 @@ mod tests {
                     loop {
                         match decoder.decode(&mut buf).unwrap() {
                             Some(Frame::Acked { .. }) if mode == Mode::Silent => {}
-                            Some(Frame::Acked { header, .. }) => {
+                            Some(Frame::Acked { header, batch }) => {
+                                crate::codec::tell::decode_batch(&batch).expect("a valid Tell batch");
                                 let ack =
                                     Ack { status: Status::Stored, batch_id: header.batch_id, first_seq: 1, count: 1 };
                                 write.write_all(&ack.encode()).await.unwrap();
@@ -566,9 +567,14 @@ mod tests {
                                     return;
                                 }
                             }
-                            Some(_) => {
+                            // Count only frames a real server would accept.
+                            Some(Frame::Tell { batch }) => {
+                                let view = crate::codec::tell::decode_batch(&batch).expect("a valid Tell batch");
+                                let mut block = crate::record::BlockBuilder::default();
+                                crate::codec::tell::append_items(&view, 1, &mut block).expect("valid items");
                                 counter.fetch_add(1, Ordering::Relaxed);
                             }
+                            Some(Frame::Oversized { .. }) => panic!("the bench sent an oversized frame"),
                             None if read.read_buf(&mut buf).await.unwrap_or(0) == 0 => return,
                             None => {}
                         }

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or an old one.
+#
+# Installs the system tools the tests drive as real clients when they are
+# missing (rsyslog with RELP, util-linux logger, systemd-analyze), then runs
+# every test target: unit, integration (real daemon, Tell SDK, logger,
+# rsyslog), fuzz-corpus replay, and each criterion bench once in test mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
+dpkg -s rsyslog-relp >/dev/null 2>&1 || need+=(rsyslog-relp)
+command -v logger >/dev/null 2>&1 || need+=(bsdutils)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing test dependencies: ${need[*]}" >&2
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# The fuzz crate needs nightly to fuzz, but must keep compiling on stable.
+cargo check --quiet --manifest-path fuzz/Cargo.toml --bins --target-dir target/fuzz-check
+cargo test --all-targets
