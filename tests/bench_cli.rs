@@ -1,0 +1,78 @@
+//! `sluice bench tcp` against a real daemon, and the CLI's data-dir lock.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{BIN, Daemon, create_key, wait_timeout};
+use serde_json::Value;
+
+fn bench(addr: &str, key: &str, seconds: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["bench", "tcp", "--addr", addr, "--key", key, "--connections", "2", "--batch-size", "100"])
+        .args(["--duration", seconds, "--acked"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn json_line(stdout: &[u8]) -> Value {
+    let text = String::from_utf8_lossy(stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "exactly one line on stdout: {text}");
+    serde_json::from_str(lines[0]).expect("json")
+}
+
+#[test]
+fn acked_bench_reports_what_the_daemon_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, key) = create_key(&data, 1);
+    let daemon = Daemon::start(&data, "");
+    let out = bench(&daemon.tcp.to_string(), &key, "1").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line = json_line(&out.stdout);
+    for field in ["events", "seconds", "acked_events_per_sec", "mb_per_sec", "p50_ack_ms", "p99_ack_ms"] {
+        assert!(line.get(field).is_some(), "{field} missing: {line}");
+    }
+    let acked = line["events"].as_u64().unwrap();
+    assert!(acked > 0 && acked % 100 == 0);
+    assert!(daemon.stop().success());
+    assert_eq!(common::export(&data).len() as u64, acked, "every acknowledged event is stored, nothing more");
+}
+
+#[test]
+fn the_bench_exits_non_zero_with_its_json_line_when_the_server_goes_away() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, key) = create_key(&data, 1);
+    let daemon = Daemon::start(&data, "");
+    let mut child = bench(&daemon.tcp.to_string(), &key, "30").spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    daemon.kill();
+    let status = wait_timeout(&mut child, Duration::from_secs(20)).expect("bench stops by itself");
+    assert!(!status.success());
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
+    let line = json_line(&stdout);
+    let acked = line["events"].as_u64().unwrap();
+    // Only acknowledged events count, and all of them survived the kill.
+    let daemon = Daemon::start(&data, "");
+    assert!(daemon.stop().success());
+    assert!(common::export(&data).len() as u64 >= acked);
+}
+
+#[test]
+fn data_dir_commands_refuse_a_dir_held_by_a_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let daemon = Daemon::start(&data, "");
+    for args in [&["apikeys", "list"][..], &["export"][..]] {
+        let out = Command::new(BIN).args(args).arg("--data-dir").arg(&data).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("in use by another process"), "{args:?}: {err}");
+    }
+    drop(daemon);
+}
