@@ -73,3 +73,33 @@ pub(crate) fn load_next_seqs(db: &Database, path: &Path) -> Result<std::collecti
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_format_is_refused_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.redb");
+        {
+            let db = open(&path, 1 << 20).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert(FORMAT_KEY, FORMAT_VERSION + 1).unwrap();
+            tx.commit().unwrap();
+        }
+        match open(&path, 1 << 20) {
+            Err(StoreError::TooNew { found, supported, .. }) => assert_eq!((found, supported), (2, 1)),
+            other => panic!("expected TooNew, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reopening_keeps_the_format_and_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.redb");
+        drop(open(&path, 1 << 20).unwrap());
+        let db = open(&path, 1 << 20).unwrap();
+        assert!(load_next_seqs(&db, &path).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,57 @@
+//! A data dir written by format v1 (sluice 0.1) must keep opening and reading
+//! the same in every later version: its files are committed under
+//! tests/fixtures/format-v1 with what `export` and `apikeys list` showed then.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::BIN;
+use serde_json::Value;
+
+const FIXTURE: &str = "tests/fixtures/format-v1";
+
+fn lines(text: &str) -> Vec<Value> {
+    text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+}
+
+/// Every field the old version showed is still there with the same value
+/// (newer versions may add fields).
+fn assert_superset(old: &Value, new: &Value) {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            for (k, v) in o {
+                assert_superset(v, n.get(k).unwrap_or_else(|| panic!("field {k} is gone from {new}")));
+            }
+        }
+        _ => assert_eq!(old, new),
+    }
+}
+
+fn run(args: &[&str], dir: &Path) -> String {
+    let out = Command::new(BIN).args(args).arg("--data-dir").arg(dir).output().expect("run sluice");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+#[test]
+fn a_format_v1_data_dir_reads_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["events.redb", "control.redb"] {
+        std::fs::copy(Path::new(FIXTURE).join(file), dir.path().join(file)).unwrap();
+    }
+    let expected = lines(&std::fs::read_to_string(Path::new(FIXTURE).join("expected.ndjson")).unwrap());
+    assert_eq!(expected.len(), 3);
+    let got = lines(&run(&["export"], dir.path()));
+    assert_eq!(got.len(), expected.len());
+    for (old, new) in expected.iter().zip(&got) {
+        assert_superset(old, new);
+    }
+    let keys = lines(&std::fs::read_to_string(Path::new(FIXTURE).join("keys.ndjson")).unwrap());
+    let got_keys = lines(&run(&["apikeys", "list", "--json"], dir.path()));
+    assert_eq!(keys.len(), got_keys.len());
+    for (old, new) in keys.iter().zip(&got_keys) {
+        assert_superset(old, new);
+    }
+}
