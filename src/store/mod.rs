@@ -9,6 +9,8 @@
 pub mod chunk;
 pub mod control;
 pub mod events;
+#[cfg(test)]
+pub(crate) mod fault;
 pub mod reader;
 pub mod writer;
 
@@ -35,6 +37,8 @@ pub enum StoreError {
     NotFound { what: String },
     #[error("invalid: {reason}")]
     Invalid { reason: String },
+    #[error("conflict: {reason}")]
+    Conflict { reason: String },
 }
 
 impl StoreError {

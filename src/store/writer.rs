@@ -12,9 +12,13 @@
 //! bounded number of old de-duplication records.
 //!
 //! When a commit fails (disk full, I/O error), nothing in it is reported
-//! stored: every batch gets `Unavailable`, the database is closed and
-//! reopened (redb refuses further use after an I/O error), and the thread
-//! keeps answering `Unavailable` with a backoff until a commit succeeds again.
+//! stored: every batch gets `Unavailable` and the database is closed (redb
+//! refuses further use after an I/O error). Until the next attempt is due,
+//! batches are refused at once; then the database is reopened, which also
+//! reloads the sequence counters as committed, and the next group is tried.
+//! The wait doubles with every failed attempt (reopen or commit) up to
+//! [`BACKOFF_MAX`], so a full disk costs one failed commit per wait rather
+//! than one per batch, and resets once a commit succeeds.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -68,7 +72,8 @@ impl Writer {
     pub fn spawn(mut config: WriterConfig, rx: Receiver<Batch>, metrics: Arc<Metrics>) -> Result<Writer, StoreError> {
         let db = (config.opener)()?;
         let next_seq = events::load_next_seqs(&db, &config.path)?;
-        let state = State { config, db: Some(db), next_seq, metrics, failing_since: None };
+        let retry = Retry { at: Instant::now(), backoff: BACKOFF_MIN };
+        let state = State { config, db: Some(db), next_seq, metrics, failing_since: None, retry };
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || state.run(rx))
@@ -91,28 +96,50 @@ struct State {
     next_seq: HashMap<u32, u64>,
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
+    retry: Retry,
+}
+
+/// When to try the store again after a failure, and the wait after that.
+struct Retry {
+    at: Instant,
+    backoff: Duration,
 }
 
 impl State {
     fn run(mut self, rx: Receiver<Batch>) {
-        let mut backoff = BACKOFF_MIN;
         loop {
-            if self.db.is_none() && !self.reopen() {
-                // Answer what is waiting, then wait a little before trying again.
-                match rx.recv_timeout(backoff) {
-                    Ok(batch) => self.refuse(self.gather(&rx, batch)),
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return,
+            if self.db.is_none() {
+                if !self.refuse_until(&rx, self.retry.at) {
+                    return;
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
+                if !self.reopen() {
+                    self.back_off();
+                    continue;
+                }
             }
             let Ok(first) = rx.recv() else { return };
             let group = self.gather(&rx, first);
-            if self.commit_group(group) {
-                backoff = BACKOFF_MIN;
+            self.commit_group(group);
+        }
+    }
+
+    /// Answers `Unavailable` to every batch that arrives before `at`, so
+    /// clients learn at once to retry instead of waiting out their timeout.
+    /// False once the pipeline is closed and drained.
+    fn refuse_until(&self, rx: &Receiver<Batch>, at: Instant) -> bool {
+        loop {
+            match rx.recv_deadline(at) {
+                Ok(batch) => self.refuse(self.gather(rx, batch)),
+                Err(RecvTimeoutError::Timeout) => return true,
+                Err(RecvTimeoutError::Disconnected) => return false,
             }
         }
+    }
+
+    /// Schedules the next attempt after a failure.
+    fn back_off(&mut self) {
+        self.retry.at = Instant::now() + self.retry.backoff;
+        self.retry.backoff = (self.retry.backoff * 2).min(BACKOFF_MAX);
     }
 
     /// The first batch plus whatever is queued, up to the commit size.
@@ -137,6 +164,9 @@ impl State {
         }
     }
 
+    /// Opens the database again and reloads the counters from it rather than
+    /// keeping ours: a commit that reported failure may still have reached
+    /// the disk (say the last fsync failed), and only the file knows.
     fn reopen(&mut self) -> bool {
         match (self.config.opener)().and_then(|db| {
             let seqs = events::load_next_seqs(&db, &self.config.path)?;
@@ -154,55 +184,64 @@ impl State {
         }
     }
 
-    /// Writes and commits a group; reports outcomes. False if the commit failed.
-    fn commit_group(&mut self, mut group: Vec<Batch>) -> bool {
+    /// Writes and commits a group, then reports the outcomes.
+    fn commit_group(&mut self, group: Vec<Batch>) {
         let started = Instant::now();
         let Some(db) = self.db.as_ref() else {
             self.refuse(group);
-            return false;
+            return;
         };
-        let result = write_group(db, &group, &self.next_seq, self.config.dedup_window);
-        match result {
+        match write_group(db, &group, &self.next_seq, self.config.dedup_window) {
             Ok(done) => {
                 self.metrics.store.observe_commit(started.elapsed());
-                self.next_seq.extend(done.next_seq);
-                let mut stored = 0u64;
-                for (batch, outcome) in group.iter_mut().zip(done.outcomes) {
-                    match outcome {
-                        Outcome::Stored { count, .. } => {
-                            stored += u64::from(count);
-                            self.metrics
-                                .store
-                                .chunk_bytes_stored
-                                .fetch_add(batch.chunk.len() as u64, Ordering::Relaxed);
-                        }
-                        Outcome::Duplicate { .. } => {
-                            self.metrics.store.duplicates.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Outcome::Unavailable => {}
-                    }
-                    batch.complete(outcome);
-                }
-                self.metrics.store.events_stored.fetch_add(stored, Ordering::Relaxed);
-                if let Some(since) = self.failing_since.take() {
-                    tracing::info!(after = ?since.elapsed(), "commits succeed again; ingest resumed");
-                }
-                true
+                self.committed(group, done);
             }
-            Err(e) => {
-                self.metrics.store.commit_failures.fetch_add(1, Ordering::Relaxed);
-                if self.failing_since.is_none() {
-                    self.failing_since = Some(Instant::now());
-                    tracing::error!(error = %e, batches = group.len(), "commit failed; nothing in it was acknowledged, clients are told to retry");
-                } else {
-                    tracing::warn!(error = %e, batches = group.len(), "commit failed again");
-                }
-                self.refuse(group);
-                // redb will not continue after an I/O error: start afresh.
-                self.db = None;
-                false
-            }
+            Err(e) => self.commit_failed(group, e),
         }
+    }
+
+    /// Adopts the committed counters and answers every batch.
+    fn committed(&mut self, mut group: Vec<Batch>, done: Done) {
+        self.next_seq.extend(done.next_seq);
+        self.retry.backoff = BACKOFF_MIN;
+        let store = &self.metrics.store;
+        let mut stored = 0u64;
+        for (batch, outcome) in group.iter_mut().zip(done.outcomes) {
+            match outcome {
+                Outcome::Stored { count, .. } => {
+                    stored += u64::from(count);
+                    store.chunk_bytes_stored.fetch_add(batch.chunk.len() as u64, Ordering::Relaxed);
+                }
+                Outcome::Duplicate { .. } => {
+                    store.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                Outcome::Unavailable => {}
+            }
+            batch.complete(outcome);
+        }
+        store.events_stored.fetch_add(stored, Ordering::Relaxed);
+        if let Some(since) = self.failing_since.take() {
+            tracing::info!(after = ?since.elapsed(), "commits succeed again; ingest resumed");
+        }
+    }
+
+    /// Refuses the whole group and closes the database. ERROR once per
+    /// streak of failures: an operator must act (free space, check the disk);
+    /// the repeats while it lasts are only warnings.
+    fn commit_failed(&mut self, group: Vec<Batch>, e: redb::Error) {
+        self.metrics.store.commit_failures.fetch_add(1, Ordering::Relaxed);
+        let batches = group.len();
+        if self.failing_since.is_none() {
+            self.failing_since = Some(Instant::now());
+            tracing::error!(error = %e, batches, path = %self.config.path.display(),
+                "commit failed; nothing in it was acknowledged, clients are told to retry");
+        } else {
+            tracing::warn!(error = %e, batches, "commit failed again");
+        }
+        self.refuse(group);
+        // redb will not continue after an I/O error: close it, reopen later.
+        self.db = None;
+        self.back_off();
     }
 }
 
@@ -222,46 +261,74 @@ fn write_group(
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
     let now = super::now_ms();
-    let mut next_seq: HashMap<u32, u64> = HashMap::new();
+    let mut filing =
+        Filing { committed, next_seq: HashMap::new(), now, cutoff: now.saturating_sub(window.as_millis() as u64) };
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut chunks = tx.open_table(CHUNKS)?;
         let mut dedup = tx.open_table(DEDUP)?;
         let mut expiry = tx.open_table(DEDUP_EXPIRY)?;
         for batch in group {
-            let ws = batch.workspace;
-            let key = batch.dedup.map(|h| (ws, u128::from_be_bytes(h.producer), h.batch_id));
-            if let Some(k) = key
-                && let Some(prev) = dedup.get(k)?
-            {
-                let (first_seq, count, _) = prev.value();
-                outcomes.push(Outcome::Duplicate { first_seq, count });
-                continue;
-            }
-            let next = next_seq.entry(ws).or_insert_with(|| committed.get(&ws).copied().unwrap_or(1));
-            let first_seq = *next;
-            if batch.count > 0 {
-                chunks.insert((ws, first_seq), batch.chunk.as_slice())?;
-                *next += u64::from(batch.count);
-            }
-            if let Some(k) = key {
-                dedup.insert(k, (first_seq, batch.count, now))?;
-                expiry.insert((now, k.0, k.1, k.2), ())?;
-            }
-            outcomes.push(Outcome::Stored { first_seq, count: batch.count });
+            outcomes.push(filing.file(batch, &mut chunks, &mut dedup, &mut expiry)?);
         }
-        expire(&mut dedup, &mut expiry, now.saturating_sub(window.as_millis() as u64))?;
+        expire(&mut dedup, &mut expiry, filing.cutoff)?;
         let mut seq = tx.open_table(SEQ)?;
-        for (ws, next) in &next_seq {
+        for (ws, next) in &filing.next_seq {
             seq.insert(*ws, *next)?;
         }
     }
     tx.commit()?;
-    Ok(Done { outcomes, next_seq })
+    Ok(Done { outcomes, next_seq: filing.next_seq })
 }
 
+type ChunkTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
 type DedupTable<'t> = redb::Table<'t, (u32, u128, u64), (u64, u32, u64)>;
 type ExpiryTable<'t> = redb::Table<'t, (u64, u32, u128, u64), ()>;
+
+/// The state of one transaction while its batches are filed.
+struct Filing<'a> {
+    committed: &'a HashMap<u32, u64>,
+    next_seq: HashMap<u32, u64>,
+    now: u64,
+    /// De-dup records committed before this are outside the window.
+    cutoff: u64,
+}
+
+impl Filing<'_> {
+    /// Stores one batch, or finds it is a duplicate inside the window.
+    fn file(
+        &mut self,
+        batch: &Batch,
+        chunks: &mut ChunkTable<'_>,
+        dedup: &mut DedupTable<'_>,
+        expiry: &mut ExpiryTable<'_>,
+    ) -> Result<Outcome, redb::Error> {
+        let ws = batch.workspace;
+        let key = batch.dedup.map(|h| (ws, u128::from_be_bytes(h.producer), h.batch_id));
+        if let Some(k) = key {
+            let prev = dedup.get(k)?.map(|g| g.value());
+            // A record older than the window is not consulted, even if the
+            // bounded sweep has not removed it yet: the window is exact.
+            if let Some((first_seq, count, at)) = prev
+                && at >= self.cutoff
+            {
+                return Ok(Outcome::Duplicate { first_seq, count });
+            }
+        }
+        let committed = self.committed;
+        let next = self.next_seq.entry(ws).or_insert_with(|| committed.get(&ws).copied().unwrap_or(1));
+        let first_seq = *next;
+        if batch.count > 0 {
+            chunks.insert((ws, first_seq), batch.chunk.as_slice())?;
+            *next += u64::from(batch.count);
+        }
+        if let Some(k) = key {
+            dedup.insert(k, (first_seq, batch.count, self.now))?;
+            expiry.insert((self.now, k.0, k.1, k.2), ())?;
+        }
+        Ok(Outcome::Stored { first_seq, count: batch.count })
+    }
+}
 
 /// Removes up to [`EXPIRE_PER_COMMIT`] de-dup records committed before `cutoff`.
 fn expire(dedup: &mut DedupTable<'_>, expiry: &mut ExpiryTable<'_>, cutoff: u64) -> Result<(), redb::Error> {
@@ -271,7 +338,232 @@ fn expire(dedup: &mut DedupTable<'_>, expiry: &mut ExpiryTable<'_>, cutoff: u64)
             _ => break,
         };
         expiry.remove(key)?;
-        dedup.remove((key.1, key.2, key.3))?;
+        let record = (key.1, key.2, key.3);
+        // The batch may have been stored again after its window: keep that newer record.
+        let at = dedup.get(record)?.map(|g| g.value().2);
+        if at == Some(key.0) {
+            dedup.remove(record)?;
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use redb::ReadableDatabase;
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::codec::frame::AckedHeader;
+    use crate::pipeline::{MIN_CHARGE, Pipeline};
+    use crate::store::fault::{self, Disk};
+
+    const WS: u32 = 1;
+    const EVENTS_PER_BATCH: u32 = 2;
+    /// Fills a chunk after its tag; stripped when reading back.
+    const PAD: char = '.';
+
+    /// A real writer and pipeline on a database whose disk can fail.
+    struct Harness {
+        pipeline: Pipeline,
+        writer: Writer,
+        disk: Arc<Disk>,
+        metrics: Arc<Metrics>,
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness {
+        fn start() -> Harness {
+            Harness::with_window(Duration::from_secs(60))
+        }
+
+        fn with_window(window: Duration) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(super::super::EVENTS_FILE);
+            drop(events::open(&path, 1 << 20).unwrap());
+            let disk = Disk::new();
+            let (p, d) = (path.clone(), disk.clone());
+            let opener: Opener = Box::new(move || fault::open_events(&p, d.clone()));
+            let config = WriterConfig { path: path.clone(), opener, dedup_window: window, max_commit_bytes: 1 << 20 };
+            let (pipeline, rx) = Pipeline::new(4096 * MIN_CHARGE);
+            let metrics = Arc::new(Metrics::default());
+            let writer = Writer::spawn(config, rx, metrics.clone()).unwrap();
+            Harness { pipeline, writer, disk, metrics, path, _dir: dir }
+        }
+
+        /// Hands on a batch whose chunk is `tag` padded to `len` bytes.
+        fn submit(&self, tag: &str, len: usize, dedup: Option<AckedHeader>) -> oneshot::Receiver<Outcome> {
+            let (reply, rx) = oneshot::channel();
+            let mut chunk = tag.as_bytes().to_vec();
+            chunk.resize(len.max(tag.len()), PAD as u8);
+            let permit = self.pipeline.try_reserve(chunk.len()).expect("budget");
+            let (workspace, count, queued_at) = (WS, EVENTS_PER_BATCH, Instant::now());
+            let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), queued_at, permit };
+            self.pipeline.submit(batch).expect("writer running");
+            rx
+        }
+
+        fn send(&self, tag: &str, dedup: Option<AckedHeader>) -> Outcome {
+            self.submit(tag, 0, dedup).blocking_recv().expect("an outcome")
+        }
+
+        fn failures(&self) -> u64 {
+            self.metrics.store.commit_failures.load(Ordering::Relaxed)
+        }
+
+        /// Sends small batches until one is stored again.
+        fn until_resumed(&self, ledger: &mut Ledger) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            for i in 0.. {
+                assert!(Instant::now() < deadline, "ingest did not resume");
+                let tag = format!("after-{i}");
+                let outcome = self.send(&tag, None);
+                ledger.record(tag, outcome);
+                if matches!(outcome, Outcome::Stored { .. }) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+
+        /// Stops the writer and reads back every stored chunk's tag by first seq.
+        fn stop(self) -> BTreeMap<u64, String> {
+            drop(self.pipeline);
+            self.writer.join();
+            let db = events::open(&self.path, 1 << 20).unwrap();
+            let tx = db.begin_read().unwrap();
+            let chunks = tx.open_table(CHUNKS).unwrap();
+            let tag = |v: &[u8]| String::from_utf8_lossy(v).trim_end_matches(PAD).to_string();
+            chunks.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (k.value().1, tag(v.value()))).collect()
+        }
+    }
+
+    /// What the writer answered, by batch tag.
+    #[derive(Default)]
+    struct Ledger {
+        stored: BTreeMap<u64, String>,
+        refused: Vec<String>,
+    }
+
+    impl Ledger {
+        fn record(&mut self, tag: String, outcome: Outcome) {
+            match outcome {
+                Outcome::Stored { first_seq, count } => {
+                    assert_eq!(count, EVENTS_PER_BATCH);
+                    assert!(self.stored.insert(first_seq, tag).is_none(), "seq {first_seq} reused");
+                }
+                Outcome::Unavailable => self.refused.push(tag),
+                other => panic!("{tag}: unexpected {other:?}"),
+            }
+        }
+
+        fn send_stored(&mut self, h: &Harness, tag: &str) {
+            let outcome = h.send(tag, None);
+            assert!(matches!(outcome, Outcome::Stored { .. }), "{tag}: {outcome:?}");
+            self.record(tag.to_string(), outcome);
+        }
+
+        /// On disk is exactly what was reported stored, at its sequence
+        /// numbers, and numbering ran on from the last committed batch:
+        /// refused batches used up no numbers.
+        fn check(&self, on_disk: &BTreeMap<u64, String>) {
+            assert_eq!(on_disk, &self.stored, "refused: {:?}", self.refused);
+            let seqs: Vec<u64> = self.stored.keys().copied().collect();
+            let expected: Vec<u64> = (0..seqs.len() as u64).map(|i| 1 + i * u64::from(EVENTS_PER_BATCH)).collect();
+            assert_eq!(seqs, expected);
+        }
+    }
+
+    #[test]
+    fn a_broken_disk_refuses_everything_and_ingest_resumes_by_itself() {
+        let h = Harness::start();
+        let mut ledger = Ledger::default();
+        for i in 0..3 {
+            ledger.send_stored(&h, &format!("before-{i}"));
+        }
+
+        h.disk.set_broken(true);
+        let acked = AckedHeader { producer: [9; 16], batch_id: 7 };
+        assert_eq!(h.send("acked-7", Some(acked)), Outcome::Unavailable);
+        // Long enough for several reopen attempts while the disk still fails.
+        let until = Instant::now() + Duration::from_millis(400);
+        for i in 0.. {
+            if Instant::now() > until {
+                break;
+            }
+            // Several at once, so that whole groups are refused too.
+            let tags: Vec<String> = (0..4).map(|j| format!("during-{i}-{j}")).collect();
+            let pending: Vec<_> = tags.iter().map(|t| h.submit(t, 0, None)).collect();
+            for (tag, rx) in tags.into_iter().zip(pending) {
+                let outcome = rx.blocking_recv().unwrap();
+                assert_eq!(outcome, Outcome::Unavailable, "{tag}");
+                ledger.record(tag, outcome);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(h.failures() >= 1, "failed commits are counted");
+
+        h.disk.set_broken(false);
+        h.until_resumed(&mut ledger);
+        // The refused acked batch left no de-dup record: its retry is stored, once.
+        let retry = h.send("acked-7", Some(acked));
+        let Outcome::Stored { first_seq, count } = retry else { panic!("retry of a refused batch: {retry:?}") };
+        assert_eq!(h.send("acked-7", Some(acked)), Outcome::Duplicate { first_seq, count });
+        ledger.record("acked-7".into(), retry);
+        ledger.send_stored(&h, "last");
+        ledger.check(&h.stop());
+    }
+
+    #[test]
+    fn a_full_disk_costs_one_failed_commit_per_backoff_not_one_per_batch() {
+        const BIG: usize = 512 * 1024;
+        let h = Harness::start();
+        let mut ledger = Ledger::default();
+        ledger.send_stored(&h, "before");
+
+        // The database still opens; only commits that need room fail.
+        h.disk.full_at(std::fs::metadata(&h.path).unwrap().len());
+        for i in 0..40 {
+            let tag = format!("big-{i}");
+            let outcome = h.submit(&tag, BIG, None).blocking_recv().unwrap();
+            assert_eq!(outcome, Outcome::Unavailable, "{tag}");
+            ledger.record(tag, outcome);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Batches come every millisecond or so; commits are tried after
+        // waits of 50, 100, 200 ms and so on. Even on a very slow machine
+        // that is a handful of attempts for the 40 batches.
+        let failures = h.failures();
+        assert!((1..=10).contains(&failures), "{failures} failed commits for 40 batches");
+
+        h.disk.free();
+        h.until_resumed(&mut ledger);
+        let outcome = h.submit("big-after", BIG, None).blocking_recv().unwrap();
+        ledger.record("big-after".into(), outcome);
+        assert!(matches!(outcome, Outcome::Stored { .. }), "{outcome:?}");
+        ledger.check(&h.stop());
+    }
+
+    #[test]
+    fn the_dedup_window_is_exact_and_a_late_retry_is_stored_again() {
+        let window = Duration::from_millis(300);
+        let h = Harness::with_window(window);
+        let id = Some(AckedHeader { producer: [5; 16], batch_id: 9 });
+        let Outcome::Stored { first_seq, .. } = h.send("first", id) else { panic!("stored") };
+        assert_eq!(h.send("retry", id), Outcome::Duplicate { first_seq, count: EVENTS_PER_BATCH });
+        std::thread::sleep(window + Duration::from_millis(50));
+        // Outside the window the old record is not consulted, swept or not.
+        let Outcome::Stored { first_seq: again, .. } = h.send("late", id) else { panic!("stored again") };
+        assert!(again > first_seq);
+        // Sweeping the old record (on later commits) must keep the new one.
+        std::thread::sleep(Duration::from_millis(100));
+        h.send("other", None);
+        assert_eq!(h.send("late-retry", id), Outcome::Duplicate { first_seq: again, count: EVENTS_PER_BATCH });
+        let on_disk = h.stop();
+        let tags: Vec<&str> = on_disk.values().map(String::as_str).collect();
+        assert_eq!(tags, ["first", "late", "other"]);
+    }
 }
