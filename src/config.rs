@@ -15,6 +15,15 @@ use thiserror::Error;
 
 use crate::codec::frame::{DEFAULT_MAX_FRAME, HARD_MAX_FRAME};
 
+mod admin;
+pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDR, JwtSecret, MIN_JWT_SECRET_LEN, ProxyNet};
+mod http;
+pub use http::{BodyLimit, CorsOrigin, DEFAULT_HTTP_ADDR, HttpSource, RateLimit, RateScope};
+mod syslog;
+pub use syslog::{
+    DEFAULT_SYSLOG_ADDR, DEFAULT_SYSLOG_WORKSPACE, SyslogAuth, SyslogCommon, SyslogTcpSource, SyslogUdpSource,
+};
+
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 pub const DEFAULT_TCP_ADDR: &str = "0.0.0.0:50000";
 
@@ -28,6 +37,9 @@ pub struct Config {
     pub sources: Sources,
     #[serde(default)]
     pub pipeline: PipelineConfig,
+    /// `[admin]`: the admin API listener; absent means it does not run.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -39,6 +51,12 @@ fn default_data_dir() -> PathBuf {
 #[serde(deny_unknown_fields)]
 pub struct Sources {
     pub tcp: Option<TcpSource>,
+    /// `[sources.syslog_tcp]`: syslog over TCP (RFC 6587 framing).
+    pub syslog_tcp: Option<SyslogTcpSource>,
+    /// `[sources.syslog_udp]`: syslog over UDP.
+    pub syslog_udp: Option<SyslogUdpSource>,
+    /// `[sources.http]`: HTTP ingest (JSON lines, Tell batches).
+    pub http: Option<HttpSource>,
 }
 
 /// `[sources.tcp]`: the raw TCP source for Tell SDKs and acked clients.
@@ -227,16 +245,28 @@ impl Config {
     /// The embedded defaults: every listener on its default address.
     pub fn embedded() -> Config {
         let tcp = DEFAULT_TCP_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 50000)));
+        let syslog = DEFAULT_SYSLOG_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 5514)));
         Config {
             data_dir: default_data_dir(),
-            sources: Sources { tcp: Some(TcpSource::at(tcp)) },
+            sources: Sources {
+                tcp: Some(TcpSource::at(tcp)),
+                syslog_tcp: Some(SyslogTcpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
+                syslog_udp: Some(SyslogUdpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
+                http: Some(HttpSource::default_listener()),
+            },
             pipeline: PipelineConfig::default(),
+            admin: Some(AdminConfig::default_listener()),
         }
     }
 
     /// A configuration with no listeners, for commands and tests that add their own.
     pub fn bare(data_dir: &Path) -> Config {
-        Config { data_dir: data_dir.to_path_buf(), sources: Sources::default(), pipeline: PipelineConfig::default() }
+        Config {
+            data_dir: data_dir.to_path_buf(),
+            sources: Sources::default(),
+            pipeline: PipelineConfig::default(),
+            admin: None,
+        }
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {

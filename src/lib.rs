@@ -15,10 +15,12 @@
 //! - [`source`]: listeners; they own sockets and hand batches to the pipeline.
 //! - [`pipeline`]: the bounded channel and the byte budget for data in flight.
 //! - [`store`]: redb files, the writer thread, keys, readers.
-//! - [`auth`]: streaming keys.
+//! - [`auth`]: streaming keys, passwords, JWTs, sessions, rate limits.
+//! - [`admin`]: the admin HTTP API (hyper): setup, login, keys, users, workspaces, audit, metrics.
 //! - [`client`]: a Rust client for the acked raw TCP protocol.
 //! - [`server`]: wires it all together: `run(config, listeners, shutdown)`.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -19,6 +19,11 @@ fn main() -> ExitCode {
         Command::Apikeys(cmd) => cli::apikeys::run(&cmd),
         Command::Export(args) => cli::export::run(&args),
         Command::Bench(cmd) => cli::bench::run(&cmd),
+        Command::Setup(args) => cli::login::setup(&args),
+        Command::Login(args) => cli::login::login(&args),
+        Command::Logout => cli::login::logout(),
+        Command::Status(args) => cli::status::run(&args),
+        Command::Users(cmd) => cli::users::run(&cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,7 +48,11 @@ fn init_logging() {
 
 fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let config = Config::load(file)?;
-    let listeners: Vec<String> = config.sources.tcp.iter().map(|t| format!("tcp on {}", t.address)).collect();
+    let mut listeners: Vec<String> = config.sources.tcp.iter().map(|t| format!("tcp on {}", t.address)).collect();
+    listeners.extend(config.sources.syslog_tcp.iter().map(|s| format!("syslog_tcp on {}", s.address)));
+    listeners.extend(config.sources.syslog_udp.iter().map(|s| format!("syslog_udp on {}", s.address)));
+    listeners.extend(config.sources.http.iter().map(|h| format!("http on {}", h.address)));
+    listeners.extend(config.admin.iter().map(|a| format!("admin on {}", a.address)));
     println!(
         "{}: ok (data_dir {}; listeners: {})",
         file.display(),

@@ -22,6 +22,12 @@ pub const COMMIT_FAILURES: &str = "sluice_commit_failures_total";
 pub const COMMIT_SECONDS: &str = "sluice_commit_duration_seconds";
 pub const CHUNK_BYTES_STORED: &str = "sluice_chunk_bytes_stored_total";
 pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
+pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
+pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
+pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
+pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
+pub const UDP_KERNEL_DROPS: &str = "sluice_udp_kernel_drops_total";
+pub const UDP_RCVBUF_ERRORS: &str = "sluice_udp_rcvbuf_errors_total";
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -30,10 +36,13 @@ pub enum Refusal {
     Malformed,
     TooLarge,
     Unavailable,
+    /// Over a rate limit (HTTP 429).
+    RateLimited,
 }
 
 impl Refusal {
-    pub const ALL: [Refusal; 4] = [Refusal::BadKey, Refusal::Malformed, Refusal::TooLarge, Refusal::Unavailable];
+    pub const ALL: [Refusal; 5] =
+        [Refusal::BadKey, Refusal::Malformed, Refusal::TooLarge, Refusal::Unavailable, Refusal::RateLimited];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -41,6 +50,7 @@ impl Refusal {
             Refusal::Malformed => "malformed",
             Refusal::TooLarge => "too_large",
             Refusal::Unavailable => "unavailable",
+            Refusal::RateLimited => "rate_limited",
         }
     }
 }
@@ -53,7 +63,15 @@ pub struct SourceMetrics {
     pub connections_open: AtomicI64,
     pub connections_total: AtomicU64,
     pub auth_failures: AtomicU64,
-    refused: [AtomicU64; 4],
+    refused: [AtomicU64; Refusal::ALL.len()],
+    /// Messages stored cut to the size limit (flagged `truncated`).
+    pub truncated: AtomicU64,
+    /// Connections or datagrams refused because the peer is not in `allowed_sources`.
+    pub peers_refused: AtomicU64,
+    /// Messages dropped because the pipeline was full (UDP sheds instead of waiting).
+    pub dropped_overload: AtomicU64,
+    /// Datagrams the kernel dropped on this listener's sockets (`/proc/net/udp` drops).
+    pub kernel_drops: AtomicU64,
 }
 
 impl SourceMetrics {
@@ -98,6 +116,10 @@ pub struct Metrics {
     sources: std::sync::RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
     pub store: StoreMetrics,
     pub inflight_bytes: AtomicU64,
+    /// Admin API requests refused for a missing or bad token.
+    pub admin_auth_failures: AtomicU64,
+    /// Host-wide `Udp: RcvbufErrors` from `/proc/net/snmp`, kept up to date by the UDP source.
+    pub udp_rcvbuf_errors: AtomicU64,
 }
 
 impl Metrics {
@@ -114,12 +136,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let sources = self.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let per_source: [(&str, &str, fn(&SourceMetrics) -> i64); 5] = [
+        let per_source: [(&str, &str, fn(&SourceMetrics) -> i64); 9] = [
             (EVENTS_RECEIVED, "counter", |m| m.events_received.load(Ordering::Relaxed) as i64),
             (BYTES_RECEIVED, "counter", |m| m.bytes_received.load(Ordering::Relaxed) as i64),
             (CONNECTIONS_OPEN, "gauge", |m| m.connections_open.load(Ordering::Relaxed)),
             (CONNECTIONS_TOTAL, "counter", |m| m.connections_total.load(Ordering::Relaxed) as i64),
             (AUTH_FAILURES, "counter", |m| m.auth_failures.load(Ordering::Relaxed) as i64),
+            (MESSAGES_TRUNCATED, "counter", |m| m.truncated.load(Ordering::Relaxed) as i64),
+            (PEERS_REFUSED, "counter", |m| m.peers_refused.load(Ordering::Relaxed) as i64),
+            (EVENTS_DROPPED_OVERLOAD, "counter", |m| m.dropped_overload.load(Ordering::Relaxed) as i64),
+            (UDP_KERNEL_DROPS, "counter", |m| m.kernel_drops.load(Ordering::Relaxed) as i64),
         ];
         for (name, kind, get) in per_source {
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -139,18 +165,21 @@ impl Metrics {
             }
         }
         self.render_store(&mut out);
+        let failures = self.admin_auth_failures.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE {ADMIN_AUTH_FAILURES} counter\n{ADMIN_AUTH_FAILURES} {failures}");
         out
     }
 
     fn render_store(&self, out: &mut String) {
         let s = &self.store;
-        let plain: [(&str, &str, u64); 6] = [
+        let plain: [(&str, &str, u64); 7] = [
             (EVENTS_STORED, "counter", s.events_stored.load(Ordering::Relaxed)),
             (CHUNK_BYTES_STORED, "counter", s.chunk_bytes_stored.load(Ordering::Relaxed)),
             (BATCHES_DUPLICATE, "counter", s.duplicates.load(Ordering::Relaxed)),
             (COMMITS, "counter", s.commits.load(Ordering::Relaxed)),
             (COMMIT_FAILURES, "counter", s.commit_failures.load(Ordering::Relaxed)),
             (INFLIGHT_BYTES, "gauge", self.inflight_bytes.load(Ordering::Relaxed)),
+            (UDP_RCVBUF_ERRORS, "counter", self.udp_rcvbuf_errors.load(Ordering::Relaxed)),
         ];
         for (name, kind, v) in plain {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");

@@ -89,6 +89,8 @@ pub mod tag {
     pub const RAW: u8 = 18;
     /// u8 bit set of [`super::flag`] values.
     pub const FLAGS: u8 = 19;
+    /// str: zone for syslog timestamps that carry none (absent: UTC).
+    pub const TIMEZONE: u8 = 20;
 }
 
 /// Bits of the [`tag::FLAGS`] field.

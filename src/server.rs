@@ -24,6 +24,10 @@ use crate::auth::keys::KeyRegistry;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::source::http::{self, HttpContext, HttpDeps};
+use crate::source::syslog::tcp::SyslogTcpContext;
+use crate::source::syslog::udp::{SyslogUdpContext, UdpSockets};
+use crate::source::syslog::{self, SyslogContext};
 use crate::source::tcp::{self, TcpContext};
 use crate::store::control::ControlStore;
 use crate::store::writer::{Writer, WriterConfig};
@@ -48,6 +52,10 @@ pub enum ServerError {
 #[derive(Debug, Default)]
 pub struct Listeners {
     pub tcp: Option<TcpListener>,
+    pub syslog_tcp: Option<TcpListener>,
+    pub syslog_udp: Option<UdpSockets>,
+    pub admin: Option<TcpListener>,
+    pub http: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -62,12 +70,49 @@ impl Listeners {
             })?;
             out.tcp = Some(l);
         }
+        if let Some(cfg) = &config.sources.syslog_tcp {
+            let l = TcpListener::bind(cfg.address).await.map_err(|source| ServerError::Bind {
+                listener: "syslog_tcp",
+                address: cfg.address,
+                source,
+            })?;
+            out.syslog_tcp = Some(l);
+        }
+        if let Some(cfg) = &config.sources.syslog_udp {
+            let bound = syslog::udp::bind(cfg).map_err(|source| ServerError::Bind {
+                listener: "syslog_udp",
+                address: cfg.address,
+                source,
+            })?;
+            out.syslog_udp = Some(bound);
+        }
+        if let Some(cfg) = &config.sources.http {
+            let l = TcpListener::bind(cfg.address).await.map_err(|source| ServerError::Bind {
+                listener: "http",
+                address: cfg.address,
+                source,
+            })?;
+            out.http = Some(l);
+        }
+        if let Some(cfg) = &config.admin {
+            let l = TcpListener::bind(cfg.address).await.map_err(|source| ServerError::Bind {
+                listener: "admin",
+                address: cfg.address,
+                source,
+            })?;
+            out.admin = Some(l);
+        }
         Ok(out)
     }
 
     /// The bound addresses, by listener name.
     pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
-        self.tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("tcp", a)).collect()
+        let mut out: Vec<_> = self.tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("tcp", a)).collect();
+        out.extend(self.syslog_tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("syslog_tcp", a)));
+        out.extend(self.syslog_udp.iter().filter_map(UdpSockets::local_addr).map(|a| ("syslog_udp", a)));
+        out.extend(self.http.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("http", a)));
+        out.extend(self.admin.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("admin", a)));
+        out
     }
 }
 
@@ -143,9 +188,36 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
 
 /// Starts one task per bound listener.
 fn start_listeners(services: &Services, listeners: Listeners) {
+    let addresses = listeners.addresses();
     if let (Some(listener), Some(cfg)) = (listeners.tcp, &services.config.sources.tcp) {
         start_tcp(services, listener, cfg.clone());
     }
+    if let (Some(listener), Some(cfg)) = (listeners.syslog_tcp, &services.config.sources.syslog_tcp) {
+        start_syslog_tcp(services, listener, cfg.clone());
+    }
+    if let (Some(sockets), Some(cfg)) = (listeners.syslog_udp, &services.config.sources.syslog_udp) {
+        start_syslog_udp(services, sockets, cfg.clone());
+    }
+    if let (Some(listener), Some(cfg)) = (listeners.http, &services.config.sources.http) {
+        start_http(services, listener, cfg.clone());
+    }
+    if let (Some(listener), Some(cfg)) = (listeners.admin, &services.config.admin) {
+        start_admin(services, listener, cfg.clone(), addresses);
+    }
+}
+
+fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::HttpSource) {
+    let ctx = Arc::new(HttpContext::new(HttpDeps {
+        name: "http".into(),
+        config: cfg,
+        pipeline: services.pipeline.clone(),
+        keys: services.keys.clone(),
+        metrics: services.metrics.source("http"),
+        ack_timeout: services.config.pipeline.ack_timeout,
+        abort: services.abort.clone(),
+    }));
+    let tracker = services.tracker.clone();
+    services.tracker.spawn(http::serve(listener, ctx, services.shutdown.clone(), tracker));
 }
 
 fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::TcpSource) {
@@ -160,6 +232,68 @@ fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::Tcp
     });
     let tracker = services.tracker.clone();
     services.tracker.spawn(tcp::serve(listener, ctx, services.shutdown.clone(), tracker));
+}
+
+/// The admin API; it builds its state (JWT secret, sessions) on its own task.
+fn start_admin(
+    services: &Services,
+    listener: TcpListener,
+    cfg: crate::config::AdminConfig,
+    listeners: Vec<(&'static str, SocketAddr)>,
+) {
+    let deps = crate::admin::state::AdminDeps {
+        config: cfg,
+        control: services.control.clone(),
+        keys: services.keys.clone(),
+        metrics: services.metrics.clone(),
+        data_dir: services.config.data_dir.clone(),
+        listeners,
+    };
+    let tracker = services.tracker.clone();
+    services.tracker.spawn(crate::admin::run(listener, deps, services.shutdown.clone(), tracker));
+}
+
+fn syslog_context(services: &Services, name: &'static str, common: &crate::config::SyslogCommon) -> SyslogContext {
+    if let crate::config::SyslogAuth::Workspace(ws) = common.auth {
+        ensure_workspace(&services.control, ws, name);
+    }
+    SyslogContext {
+        name,
+        common: common.clone(),
+        pipeline: services.pipeline.clone(),
+        keys: services.keys.clone(),
+        metrics: services.metrics.source(name),
+    }
+}
+
+/// A syslog listener's fixed workspace must exist for queries to find its data.
+fn ensure_workspace(control: &ControlStore, id: u32, listener: &str) {
+    match control.workspace_exists(id) {
+        Ok(true) => {}
+        Ok(false) => match control.create_workspace(id, &format!("workspace {id}")) {
+            Ok(_) => tracing::info!(listener, workspace = id, "created the listener's workspace"),
+            Err(e) => tracing::warn!(listener, workspace = id, error = %e, "cannot create the listener's workspace"),
+        },
+        Err(e) => tracing::warn!(listener, workspace = id, error = %e, "cannot check the listener's workspace"),
+    }
+}
+
+fn start_syslog_tcp(services: &Services, listener: TcpListener, cfg: crate::config::SyslogTcpSource) {
+    let ctx = Arc::new(SyslogTcpContext {
+        base: syslog_context(services, "syslog_tcp", &cfg.common),
+        config: cfg,
+        abort: services.abort.clone(),
+    });
+    services.tracker.spawn(syslog::tcp::serve(listener, ctx, services.shutdown.clone()));
+}
+
+fn start_syslog_udp(services: &Services, sockets: UdpSockets, cfg: crate::config::SyslogUdpSource) {
+    let ctx = Arc::new(SyslogUdpContext {
+        base: syslog_context(services, "syslog_udp", &cfg.common),
+        config: cfg,
+        all_metrics: services.metrics.clone(),
+    });
+    services.tracker.spawn(syslog::udp::serve(sockets, ctx, services.shutdown.clone()));
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ServerError> {

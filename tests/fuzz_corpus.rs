@@ -5,7 +5,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use sluice::codec::fuzz_support::{batch_decoder_input, frame_decoder_input};
+use sluice::codec::fuzz_support::{
+    batch_decoder_input, frame_decoder_input, jsonl_body_input, syslog_framer_input, syslog_parse_input,
+};
+use sluice::codec::jsonl::{JsonlDecoder, Stream};
 use sluice::codec::tell::{Schema, append_items, decode_batch};
 use sluice::record::BlockBuilder;
 
@@ -32,7 +35,7 @@ fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn all_inputs() -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
     for kind in ["corpus", "artifacts"] {
-        for target in ["frame_decoder", "batch_decoder"] {
+        for target in ["frame_decoder", "batch_decoder", "jsonl_body", "syslog_framer", "syslog_parse"] {
             all.extend(inputs(kind, target));
         }
     }
@@ -43,6 +46,9 @@ fn all_inputs() -> Vec<(PathBuf, Vec<u8>)> {
 fn corpora_are_not_empty() {
     assert!(!inputs("corpus", "frame_decoder").is_empty(), "fuzz/corpus/frame_decoder is empty");
     assert!(!inputs("corpus", "batch_decoder").is_empty(), "fuzz/corpus/batch_decoder is empty");
+    assert!(!inputs("corpus", "jsonl_body").is_empty(), "fuzz/corpus/jsonl_body is empty");
+    assert!(!inputs("corpus", "syslog_framer").is_empty(), "fuzz/corpus/syslog_framer is empty");
+    assert!(!inputs("corpus", "syslog_parse").is_empty(), "fuzz/corpus/syslog_parse is empty");
 }
 
 #[test]
@@ -52,6 +58,9 @@ fn every_input_replays_through_both_targets_without_panicking() {
         let replay = std::panic::catch_unwind(|| {
             frame_decoder_input(bytes);
             batch_decoder_input(bytes);
+            jsonl_body_input(bytes);
+            syslog_framer_input(bytes);
+            syslog_parse_input(bytes);
         });
         assert!(replay.is_ok(), "{} panicked", path.display());
     }
@@ -69,5 +78,41 @@ fn batch_corpus_holds_valid_batches_of_every_schema() {
     }
     for schema in [Schema::Event, Schema::Log, Schema::Metric] {
         assert!(seen.contains(&schema), "no decodable {schema:?} seed");
+    }
+}
+
+#[test]
+fn token_corpus_replays_and_its_valid_seeds_are_accepted() {
+    use sluice::auth::fuzz_support::token_input;
+    let seeds = inputs("corpus", "token_parser");
+    assert!(!seeds.is_empty(), "fuzz/corpus/token_parser is empty");
+    for (path, bytes) in seeds.iter().chain(inputs("artifacts", "token_parser").iter()) {
+        let replay = std::panic::catch_unwind(|| token_input(bytes));
+        assert!(replay.is_ok(), "{} panicked", path.display());
+    }
+    // The seeds named valid_* must pass the check, or the corpus tests nothing.
+    let auth = sluice::auth::jwt::JwtKeys::new(sluice::auth::fuzz_support::FUZZ_SECRET);
+    for (path, bytes) in
+        seeds.iter().filter(|(p, _)| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("valid")))
+    {
+        let text = String::from_utf8_lossy(bytes);
+        let token = text.strip_prefix("Bearer ").unwrap_or(&text);
+        assert!(auth.verify(token).is_ok(), "{} does not verify", path.display());
+    }
+}
+
+#[test]
+fn jsonl_corpus_holds_valid_bodies_of_both_streams() {
+    let mut seen = Vec::new();
+    for (_, bytes) in inputs("corpus", "jsonl_body") {
+        let Some((&control, body)) = bytes.split_first() else { continue };
+        let stream = if control & 1 != 0 { Stream::Logs } else { Stream::Events };
+        let mut out = BlockBuilder::default();
+        if JsonlDecoder::new(stream, 64).decode(body, 0, false, &mut out).is_ok_and(|d| d.stored > 0) {
+            seen.push(stream);
+        }
+    }
+    for stream in [Stream::Events, Stream::Logs] {
+        assert!(seen.contains(&stream), "no decodable {stream:?} seed");
     }
 }

@@ -5,7 +5,17 @@
 //!   [`keys::KeyRegistry`] built from the control store, so checking a key is
 //!   one hash and one hash-map hit, and deleting a key takes effect at the
 //!   next lookup.
-//!
-//! Users, passwords, JWTs, sessions and rate limits come with the admin API.
+//! - [`role`]: viewer < editor < admin, per workspace membership.
+//! - [`password`]: argon2id hashing off the executor, a bounded number at once.
+//! - [`jwt`]: `tell_<jwt>` HS256 tokens.
+//! - [`session`]: live sessions in memory and the per-request token check.
+//! - [`ratelimit`]: per-IP and per-token limits (governor) with bounded memory.
 
+#[doc(hidden)]
+pub mod fuzz_support;
+pub mod jwt;
 pub mod keys;
+pub mod password;
+pub mod ratelimit;
+pub mod role;
+pub mod session;

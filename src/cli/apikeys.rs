@@ -15,8 +15,11 @@ use crate::store::StoreError;
 use crate::store::control::{ControlStore, KeyRecord};
 
 pub fn run(cmd: &ApikeysCommand) -> anyhow::Result<()> {
+    if let Some(server) = cmd.server() {
+        return super::remote_keys::run(cmd, server);
+    }
     match cmd {
-        ApikeysCommand::Create { dir, name, workspace, json } => {
+        ApikeysCommand::Create { dir, name, workspace, json, .. } => {
             let store = open(&dir.data_dir)?;
             let (record, key) = store.create_key(name, *workspace, &creator())?;
             let mut out = std::io::stdout().lock();
@@ -45,7 +48,7 @@ pub fn run(cmd: &ApikeysCommand) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        ApikeysCommand::List { dir, json } => {
+        ApikeysCommand::List { dir, json, .. } => {
             let store = open(&dir.data_dir)?;
             let keys = store.list_keys(None)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -60,7 +63,7 @@ pub fn run(cmd: &ApikeysCommand) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        ApikeysCommand::Delete { dir, id } => {
+        ApikeysCommand::Delete { dir, id, .. } => {
             let store = open(&dir.data_dir)?;
             let record = match store.delete_key(*id) {
                 Ok(r) => r,
@@ -84,6 +87,14 @@ pub(crate) fn open(data_dir: &Path) -> anyhow::Result<ControlStore> {
         }
         Err(e) => Err(e).with_context(|| format!("cannot open data dir {}", data_dir.display())),
     }
+}
+
+/// Prints the key table to stdout.
+pub(crate) fn print_table(keys: &[KeyRecord]) -> anyhow::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write_table(&mut out, keys)?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Who created a key, as recorded with it.

@@ -4,6 +4,13 @@
 pub mod apikeys;
 pub mod bench;
 pub mod export;
+pub mod credentials;
+pub mod http;
+pub mod login;
+pub(crate) mod prompt;
+pub mod remote_keys;
+pub mod status;
+pub mod users;
 
 use std::path::PathBuf;
 
@@ -37,6 +44,17 @@ pub enum Command {
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Create the first admin through the admin API; prints the first streaming key.
+    Setup(login::SetupArgs),
+    /// Log in to the admin API; the token is kept in a 0600 file.
+    Login(login::LoginArgs),
+    /// End all of your sessions on the server and forget the stored token.
+    Logout,
+    /// Health, listeners and main counters of a running daemon.
+    Status(status::StatusArgs),
+    /// Manage users offline.
+    #[command(subcommand)]
+    Users(users::UsersCommand),
 }
 
 #[derive(Debug, Args)]
@@ -63,6 +81,9 @@ pub enum ApikeysCommand {
     Create {
         #[command(flatten)]
         dir: DataDirArg,
+        /// Go through the admin API at URL (with the stored login) instead of a data dir.
+        #[arg(long, conflicts_with = "data_dir")]
+        server: Option<String>,
         /// A name to recognise the key by.
         #[arg(long)]
         name: String,
@@ -77,6 +98,9 @@ pub enum ApikeysCommand {
     List {
         #[command(flatten)]
         dir: DataDirArg,
+        /// Go through the admin API at URL (with the stored login) instead of a data dir.
+        #[arg(long, conflicts_with = "data_dir")]
+        server: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -84,8 +108,22 @@ pub enum ApikeysCommand {
     Delete {
         #[command(flatten)]
         dir: DataDirArg,
+        /// Go through the admin API at URL (with the stored login) instead of a data dir.
+        #[arg(long, conflicts_with = "data_dir")]
+        server: Option<String>,
         id: u64,
     },
+}
+
+impl ApikeysCommand {
+    /// The admin API URL when the command goes through the server.
+    pub fn server(&self) -> Option<&str> {
+        match self {
+            ApikeysCommand::Create { server, .. }
+            | ApikeysCommand::List { server, .. }
+            | ApikeysCommand::Delete { server, .. } => server.as_deref(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +145,56 @@ pub struct ExportArgs {
 pub enum BenchCommand {
     /// Stream Tell-format batches to a raw TCP source and report throughput.
     Tcp(TcpBenchArgs),
+    /// POST JSON-lines event batches to an HTTP source and report acknowledged throughput.
+    Http(HttpBenchArgs),
+    /// Send RFC 5424 messages to a syslog listener and report throughput.
+    Syslog(SyslogBenchArgs),
+    /// Log in to the admin API at a fixed rate and report login latency.
+    Login(bench::login::LoginBenchArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SyslogBenchArgs {
+    #[arg(long, value_enum)]
+    pub proto: SyslogProto,
+    /// Address of the syslog listener.
+    #[arg(long, default_value = "127.0.0.1:5514")]
+    pub addr: String,
+    /// TCP connections (UDP: sockets), one sender thread each.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 200)]
+    pub message_bytes: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyslogProto {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct HttpBenchArgs {
+    /// Address of the HTTP source.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Streaming key (32 hex chars).
+    #[arg(long)]
+    pub key: String,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Events per request (JSON lines).
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: usize,
+    /// Approximate bytes per event.
+    #[arg(long, default_value_t = 300)]
+    pub event_bytes: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -2,19 +2,30 @@
 //! builds compile them and `tests/fuzz_corpus.rs` replays the corpora on
 //! stable Rust. The cargo-fuzz targets are one-line wrappers.
 //!
-//! Both functions accept any bytes. They panic only when a decoder breaks
+//! Every function accepts any bytes. They panic only when a decoder breaks
 //! one of its promises, which is what a fuzzer should report:
 //!
 //! - the frame decoder consumes bytes with every frame it returns, never
 //!   returns a frame over its limit, and reports oversized frames as such;
 //! - a Tell batch either decodes completely or leaves the block untouched;
 //! - what it appends is a well formed block of the batch's kind, and not
-//!   disproportionately larger than the input.
+//!   disproportionately larger than the input;
+//! - an HTTP JSON body ([`jsonl_body_input`]) decodes the same with and
+//!   without partial acceptance when it is valid, into records whose
+//!   payloads are JSON objects;
+//! - the syslog framer ([`syslog_framer_input`]) consumes input with every
+//!   frame, keeps frames within the limit and the stream in sync; the
+//!   ingest scan and the parse ([`syslog_parse_input`]) take any bytes and
+//!   never let a found key through.
+
+use std::collections::HashMap;
 
 use bytes::BytesMut;
+use serde_json::value::RawValue;
 use tokio_util::codec::Decoder;
 
 use crate::codec::frame::{Frame, FrameDecoder};
+use crate::codec::jsonl::{JsonlDecoder, Stream};
 use crate::codec::tell::{Schema, append_items, decode_batch};
 use crate::record::{BlockBuilder, Kind, records, tag};
 
@@ -128,4 +139,129 @@ fn check_block(out: BlockBuilder, schema: Schema, n: u32) {
         appended += 1;
     }
     assert_eq!(appended, n);
+}
+
+/// Items per body for [`jsonl_body_input`]: small, so the limit is hit too.
+const JSONL_MAX_ITEMS: usize = 64;
+/// One item of a few bytes (`{}`) becomes a record of about 30: a timestamp,
+/// a type, the record header.
+const JSONL_AMPLIFICATION: usize = 16;
+
+/// Input: `control:u8  body…`, an HTTP ingest body. `control & 1` selects
+/// logs instead of events. The body is decoded all-or-nothing and with
+/// partial acceptance; checks that both agree, that every record decodes
+/// with the endpoint's kind and a timestamp, that every payload is a JSON
+/// object (members are spliced byte for byte, so this checks the splicing),
+/// and that output stays proportional to input.
+pub fn jsonl_body_input(data: &[u8]) {
+    let Some((&control, body)) = data.split_first() else { return };
+    let stream = if control & 1 != 0 { Stream::Logs } else { Stream::Events };
+    let mut decoder = JsonlDecoder::new(stream, JSONL_MAX_ITEMS);
+    let mut partial_out = BlockBuilder::default();
+    let partial = decoder.decode(body, 7, true, &mut partial_out);
+    let mut strict_out = BlockBuilder::default();
+    let strict = decoder.decode(body, 7, false, &mut strict_out);
+    if let Ok(d) = &strict {
+        assert_eq!(d.rejected, 0);
+        let p = partial.as_ref().expect("partial decoding fails only where all-or-nothing does");
+        assert_eq!((p.stored, p.rejected), (d.stored, 0), "the modes disagree");
+        assert_eq!(strict_out.finished(), partial_out.finished(), "the modes stored different records");
+    }
+    let Ok(p) = partial else { return };
+    assert_eq!(p.outcomes.len() as u32, p.stored + p.rejected);
+    assert_eq!(p.outcomes.iter().filter(|o| o.error.is_none()).count() as u32, p.stored);
+    let bound = body.len().saturating_mul(JSONL_AMPLIFICATION).saturating_add(1024);
+    assert!(partial_out.len_bytes() <= bound, "{} input bytes became {}", body.len(), partial_out.len_bytes());
+    check_json_records(partial_out, stream, p.stored);
+}
+
+fn check_json_records(out: BlockBuilder, stream: Stream, stored: u32) {
+    let kind = match stream {
+        Stream::Events => Kind::Event,
+        Stream::Logs => Kind::Log,
+    };
+    let (block, count) = out.finish();
+    assert_eq!(count, stored);
+    for record in records(&block) {
+        let record = record.expect("appended records decode");
+        assert_eq!(record.kind, kind);
+        assert!(record.get_u64(tag::TIMESTAMP).is_some(), "every record has a timestamp");
+        if let Some(payload) = record.get(tag::PAYLOAD) {
+            // Well formed, not necessarily representable: a number past f64
+            // range is valid JSON, kept as sent (see `codec::jsonl`).
+            let object = serde_json::from_slice::<HashMap<String, &RawValue>>(payload);
+            assert!(object.is_ok(), "payload is not a JSON object: {:?}", String::from_utf8_lossy(payload));
+        }
+    }
+}
+
+/// `max_message_bytes` for [`syslog_framer_input`] when `control & 0x80` is set.
+const SYSLOG_SMALL_MAX: usize = 16;
+
+/// Input: `control:u8  stream…`, syslog over TCP. The stream goes to an
+/// [`OctetDecoder`](crate::codec::octet::OctetDecoder) in pieces (as in
+/// [`frame_decoder_input`]); `control & 0x80` selects a 16-byte message
+/// limit. Checks that every frame consumes input, stays within the limit
+/// (reaching it exactly when flagged truncated), that the frames never hold
+/// more bytes than came in, and sends each through [`syslog_parse_input`].
+pub fn syslog_framer_input(data: &[u8]) {
+    use crate::codec::octet::{DEFAULT_MAX_MESSAGE, OctetDecoder, SyslogFrame};
+    let Some((&control, mut rest)) = data.split_first() else { return };
+    let limit = if control & 0x80 != 0 { SYSLOG_SMALL_MAX } else { DEFAULT_MAX_MESSAGE };
+    let total = rest.len();
+    let mut decoder = OctetDecoder::new(limit);
+    let mut buf = BytesMut::new();
+    let mut seed = u32::from(control) | 0x100;
+    let mut out_bytes = 0;
+    let mut check = |frame: SyslogFrame| {
+        assert!(frame.msg.len() <= limit, "frame of {} over limit {limit}", frame.msg.len());
+        out_bytes += frame.msg.len();
+        assert!(out_bytes <= total, "{out_bytes} bytes of frames from {total} bytes of input");
+        syslog_parse_input(&frame.msg);
+    };
+    while !rest.is_empty() {
+        let take = piece_len(&mut seed, rest.len());
+        buf.extend_from_slice(&rest[..take]);
+        rest = &rest[take..];
+        loop {
+            let before = buf.len();
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    assert!(buf.len() < before, "frame returned without consuming input");
+                    check(frame);
+                }
+                Ok(None) => break,
+                Err(e) => panic!("the syslog framer never fails, but said {e}"),
+            }
+        }
+    }
+    while let Ok(Some(frame)) = decoder.decode_eof(&mut buf) {
+        check(frame);
+    }
+    assert!(buf.is_empty(), "bytes left over after the end of the stream");
+}
+
+/// Input: one syslog message. The ingest scan (in key mode and not) and
+/// the read-time parse (in three zones) must not panic; the scan never
+/// grows a message by more than the `-` that replaces a cut SD, and after a
+/// key was found and cut, scanning again finds no key.
+pub fn syslog_parse_input(data: &[u8]) {
+    use crate::codec::syslog::{Zone, parse};
+    use crate::codec::syslog_scan::{KeyField, Scanner};
+    let mut scanner = Scanner::default();
+    for want_key in [false, true] {
+        let (out, key) = scanner.scan(data, want_key);
+        let out = out.to_vec();
+        assert!(out.len() <= data.len() + 1, "scan grew {} bytes into {}", data.len(), out.len());
+        if let KeyField::Found(_) = key {
+            let (_, again) = Scanner::default().scan(&out, true);
+            assert!(!matches!(again, KeyField::Found(_)), "a key survived redaction");
+        }
+        for zone in
+            [Zone::Utc, Zone::Named(chrono_tz::Tz::Europe__Berlin), Zone::Named(chrono_tz::Tz::Pacific__Kiritimati)]
+        {
+            let fields = parse(&out, 1_700_000_000_000, zone);
+            assert!(fields.parsed || fields.structured_data.is_empty());
+        }
+    }
 }

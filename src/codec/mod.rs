@@ -4,4 +4,8 @@
 pub mod ack;
 pub mod frame;
 pub mod fuzz_support;
+pub mod jsonl;
+pub mod octet;
+pub mod syslog;
+pub mod syslog_scan;
 pub mod tell;

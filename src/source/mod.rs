@@ -9,6 +9,8 @@
 //! are still accepted and drained: their clients may have written data
 //! believing it delivered.
 
+pub mod http;
+pub mod syslog;
 pub mod tcp;
 
 use std::future::Future;

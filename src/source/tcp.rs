@@ -246,22 +246,13 @@ impl Connection {
             return self.on_bad_key(acked).await;
         };
         self.bad_keys_in_a_row = 0;
-        let received_at = now_ms();
-        self.builder.clear();
-        if let Err(e) = tell::append_items(&view, received_at, &mut self.builder) {
-            tracing::debug!(peer = %self.peer, error = %e, "malformed batch items; skipped");
-            return self.refuse(Refusal::Malformed, acked).await;
-        }
-        let count = self.builder.count();
-        self.ctx.metrics.events_received.fetch_add(u64::from(count), Ordering::Relaxed);
-        let meta = ChunkMeta {
-            listener: &self.ctx.name,
-            peer: &self.peer,
-            count,
-            min_received_ms: received_at,
-            max_received_ms: received_at,
+        let (chunk, count) = match self.build_chunk(&view) {
+            Ok(built) => built,
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "malformed batch items; skipped");
+                return self.refuse(Refusal::Malformed, acked).await;
+            }
         };
-        let chunk = chunk::encode(&meta, self.builder.finished());
         let (tx, rx) = oneshot::channel();
         let batch = Batch {
             workspace: key.workspace,
@@ -286,6 +277,23 @@ impl Connection {
         Flow::Continue
     }
 
+    /// Decodes the batch's items into records and encodes them as a chunk.
+    fn build_chunk(&mut self, view: &tell::BatchView<'_>) -> Result<(Vec<u8>, u32), tell::TellError> {
+        let received_at = now_ms();
+        self.builder.clear();
+        tell::append_items(view, received_at, &mut self.builder)?;
+        let count = self.builder.count();
+        self.ctx.metrics.events_received.fetch_add(u64::from(count), Ordering::Relaxed);
+        let meta = ChunkMeta {
+            listener: &self.ctx.name,
+            peer: &self.peer,
+            count,
+            min_received_ms: received_at,
+            max_received_ms: received_at,
+        };
+        Ok((chunk::encode(&meta, self.builder.finished()), count))
+    }
+
     async fn on_bad_key(&mut self, acked: Option<AckedHeader>) -> Flow {
         self.ctx.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
         self.bad_keys_in_a_row += 1;
@@ -306,7 +314,7 @@ impl Connection {
                 Refusal::BadKey => Status::BadKey,
                 Refusal::Malformed => Status::Malformed,
                 Refusal::TooLarge => Status::TooLarge,
-                Refusal::Unavailable => Status::Unavailable,
+                Refusal::Unavailable | Refusal::RateLimited => Status::Unavailable,
             };
             self.reply(Pending::Ready(Ack::bare(status, h.batch_id))).await;
         }

@@ -1,5 +1,6 @@
-//! The control database `control.redb`: workspaces and streaming keys (later
-//! also users, sessions and secrets).
+//! The control database `control.redb`: workspaces, streaming keys, users,
+//! memberships, sessions, the audit log and secrets. Users, sessions, audit
+//! and secrets live in the files of `control/`; their tables are listed there.
 //!
 //! | table        | key           | value                                      |
 //! |--------------|---------------|--------------------------------------------|
@@ -25,6 +26,20 @@ use serde::{Deserialize, Serialize};
 
 use super::{StoreError, ensure_data_dir, now_ms};
 use crate::auth::keys::digest;
+
+mod audit;
+mod secrets;
+mod sessions;
+mod setup;
+mod users;
+mod workspaces;
+#[cfg(test)]
+mod tests_admin;
+
+pub use audit::{AuditEntry, AuditQuery, MAX_AUDIT_ENTRIES};
+pub use sessions::Session;
+pub use setup::SetupDone;
+pub use users::{MAX_EMAIL_LEN, Member, User, normalize_email};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const WORKSPACES: TableDefinition<u32, &[u8]> = TableDefinition::new("workspaces");
@@ -145,6 +160,7 @@ impl ControlStore {
                 meta.insert(NEXT_KEY_ID, 1).map_err(|e| self.err(e))?;
             }
             tx.open_table(KEYS).map_err(|e| self.err(e))?;
+            self.init_admin_tables(&tx)?;
             let mut ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
             self.insert_workspace_if_missing(&mut ws, DEFAULT_WORKSPACE, "default")?;
         }
@@ -211,33 +227,42 @@ impl ControlStore {
     pub fn create_key(&self, name: &str, workspace: u32, creator: &str) -> Result<(KeyRecord, String), StoreError> {
         check_workspace(workspace)?;
         check_name("key name", name)?;
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let created = self.insert_key(&tx, name, workspace, creator)?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(created)
+    }
+
+    /// The body of [`create_key`](Self::create_key) inside the caller's transaction.
+    fn insert_key(
+        &self,
+        tx: &redb::WriteTransaction,
+        name: &str,
+        workspace: u32,
+        creator: &str,
+    ) -> Result<(KeyRecord, String), StoreError> {
         let raw = new_raw_key();
         let hex_key = hex::encode(raw);
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
-        let record = {
-            let mut ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
-            self.insert_workspace_if_missing(&mut ws, workspace, &format!("workspace {workspace}"))?;
-            let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
-            let id = meta.get(NEXT_KEY_ID).map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(1);
-            let next = id.checked_add(1).ok_or_else(|| self.err("key ids exhausted"))?;
-            meta.insert(NEXT_KEY_ID, next).map_err(|e| self.err(e))?;
-            let record = KeyRecord {
-                id,
-                name: name.to_owned(),
-                workspace,
-                prefix: hex_key[..PREFIX_LEN].to_owned(),
-                created_at_ms: now_ms(),
-                last_used_ms: None,
-                creator: creator.to_owned(),
-            };
-            let row = KeyRow { v: ROW_VERSION, record, digest: hex::encode(digest(&raw)) };
-            let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
-            let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
-            keys.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
-            row.record
+        let mut ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
+        self.insert_workspace_if_missing(&mut ws, workspace, &format!("workspace {workspace}"))?;
+        let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
+        let id = meta.get(NEXT_KEY_ID).map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(1);
+        let next = id.checked_add(1).ok_or_else(|| self.err("key ids exhausted"))?;
+        meta.insert(NEXT_KEY_ID, next).map_err(|e| self.err(e))?;
+        let record = KeyRecord {
+            id,
+            name: name.to_owned(),
+            workspace,
+            prefix: hex_key[..PREFIX_LEN].to_owned(),
+            created_at_ms: now_ms(),
+            last_used_ms: None,
+            creator: creator.to_owned(),
         };
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok((record, hex_key))
+        let row = KeyRow { v: ROW_VERSION, record, digest: hex::encode(digest(&raw)) };
+        let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+        let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
+        keys.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
+        Ok((row.record, hex_key))
     }
 
     /// Keys by id, of one workspace or of all.

@@ -256,6 +256,9 @@ pub fn event_json(ev: &StoredEvent<'_>) -> Value {
     } else if ev.record.kind == Kind::Metric {
         m.insert("labels".into(), Value::Object(Map::new()));
     }
+    if ev.record.kind == Kind::Syslog {
+        crate::codec::syslog::enrich_json(&ev.record, &mut m);
+    }
     Value::Object(m)
 }
 

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod admin;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Daemon {
     child: Option<Child>,
     pub tcp: SocketAddr,
+    /// Set when the config has `[sources.syslog_tcp]` / `[sources.syslog_udp]`.
+    pub syslog_tcp: Option<SocketAddr>,
+    pub syslog_udp: Option<SocketAddr>,
+    /// Set when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
+    /// Set when the config has `[sources.http]`.
+    pub http: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -56,10 +65,21 @@ impl Daemon {
             }
         });
         let mut tcp = None;
+        let mut admin = None;
+        let mut http = None;
+        let (mut syslog_tcp, mut syslog_udp) = (None, None);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) if line.contains("listening") && line.contains("listener=\"tcp\"") => tcp = addr_in(&line),
+                Ok(line) if line.contains("listening") && line.contains("listener=\"syslog_tcp\"") => {
+                    syslog_tcp = addr_in(&line)
+                }
+                Ok(line) if line.contains("listening") && line.contains("listener=\"syslog_udp\"") => {
+                    syslog_udp = addr_in(&line)
+                }
+                Ok(line) if line.contains("listening") && line.contains("listener=\"admin\"") => admin = addr_in(&line),
+                Ok(line) if line.contains("listening") && line.contains("listener=\"http\"") => http = addr_in(&line),
                 Ok(line) if line.contains("sluice is ready") => break,
                 Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -68,6 +88,10 @@ impl Daemon {
         let daemon = Daemon {
             child: Some(child),
             tcp: tcp.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
+            syslog_tcp,
+            syslog_udp,
+            admin,
+            http,
             data_dir: data_dir.to_path_buf(),
             log,
         };

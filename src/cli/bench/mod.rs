@@ -63,6 +63,9 @@
 //! thread (`SLUICE_BENCH_THREADS` overrides).
 
 mod hist;
+pub mod http;
+pub mod login;
+mod syslog;
 mod workload;
 
 use std::collections::VecDeque;
@@ -95,6 +98,9 @@ const STATUSES: [Status; 6] =
 pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Tcp(args) => run_tcp(args),
+        BenchCommand::Http(args) => http::run(args),
+        BenchCommand::Syslog(args) => syslog::run(args),
+        BenchCommand::Login(args) => login::run(args),
     }
 }
 

@@ -711,6 +711,31 @@ impl Generator {
         tell_batch_into(out, scratch, key, batch_id, &events);
     }
 
+    /// Appends `n` events as JSON lines, in the flat shape the Tell browser
+    /// SDK sends to `POST /v1/events`: `type`, `event`, `service`,
+    /// `device_id`, `session_id` (32 hex digits), `timestamp`, then the
+    /// payload's members (`event_id`, `user_id`, `seq`, the properties).
+    pub fn jsonl_into(&mut self, out: &mut Vec<u8>, n: usize) {
+        self.fill(n, now_ms());
+        for s in &self.slots {
+            let user = &self.users[s.user as usize];
+            out.extend_from_slice(b"{\"type\":\"track\",\"event\":\"");
+            out.extend_from_slice(self.pool.entries[s.entry as usize].0.as_bytes());
+            out.extend_from_slice(b"\",\"service\":\"");
+            out.extend_from_slice(user.service.as_bytes());
+            out.extend_from_slice(b"\",\"device_id\":\"");
+            push_hex(out, &user.device);
+            out.extend_from_slice(b"\",\"session_id\":\"");
+            push_hex(out, &s.session);
+            out.extend_from_slice(b"\",\"timestamp\":");
+            push_decimal(out, s.timestamp);
+            out.push(b',');
+            // The payload is a whole object: its members follow ours.
+            out.extend_from_slice(&self.arena[s.start as usize + 1..s.end as usize]);
+            out.push(b'\n');
+        }
+    }
+
     /// Builds the payloads and identities of `n` events.
     fn fill(&mut self, n: usize, now_ms: u64) {
         self.arena.clear();
@@ -756,6 +781,13 @@ impl Generator {
     }
 }
 
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    for b in bytes {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 0xf)]);
+    }
+}
+
 /// `{"event_id":"<16 hex>","user_id":"<id>","seq":<n>,` without `fmt`.
 fn write_prefix(out: &mut Vec<u8>, id: u64, user: &[u8; 14], seq: u64) {
     out.extend_from_slice(b"{\"event_id\":\"");
@@ -767,9 +799,13 @@ fn write_prefix(out: &mut Vec<u8>, id: u64, user: &[u8; 14], seq: u64) {
     out.extend_from_slice(b"\",\"user_id\":\"");
     out.extend_from_slice(user);
     out.extend_from_slice(b"\",\"seq\":");
+    push_decimal(out, seq);
+    out.push(b',');
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    let mut n = seq;
     loop {
         i -= 1;
         digits[i] = b'0' + (n % 10) as u8;
@@ -779,7 +815,6 @@ fn write_prefix(out: &mut Vec<u8>, id: u64, user: &[u8; 14], seq: u64) {
         }
     }
     out.extend_from_slice(&digits[i..]);
-    out.push(b',');
 }
 
 fn now_ms() -> u64 {
@@ -794,6 +829,21 @@ mod tests {
     fn generator(event_bytes: usize, entries: usize) -> Generator {
         let target = event_bytes.saturating_sub(PREFIX_BYTES);
         Generator::new(Arc::new(Pool::with_entries(target, entries, 7)), 11)
+    }
+
+    #[test]
+    fn json_lines_are_browser_shaped_objects() {
+        let mut g = generator(300, 64);
+        let mut out = Vec::new();
+        g.jsonl_into(&mut out, 20);
+        let lines: Vec<serde_json::Value> =
+            out.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+        assert_eq!(lines.len(), 20);
+        for v in &lines {
+            assert_eq!(v["type"], "track");
+            assert!(v["event"].is_string() && v["user_id"].is_string() && v["seq"].is_u64());
+            assert_eq!(v["device_id"].as_str().unwrap().len(), 32);
+        }
     }
 
     #[test]

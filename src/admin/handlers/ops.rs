@@ -1,0 +1,32 @@
+//! `GET /health` and `GET /metrics` (Prometheus text).
+
+use std::sync::atomic::Ordering;
+
+use http::StatusCode;
+use serde_json::json;
+
+use crate::admin::error::ApiError;
+use crate::admin::request::Ctx;
+use crate::admin::response::{self, Resp};
+
+pub async fn health(cx: &Ctx) -> Result<Resp, ApiError> {
+    let s = &cx.state;
+    let setup_required = s.setup_token().is_some();
+    let listeners: Vec<_> =
+        s.listeners.iter().map(|(name, addr)| json!({"name": name, "address": addr.to_string()})).collect();
+    let body = json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": s.started.elapsed().as_secs(),
+        "setup_required": setup_required,
+        "listeners": listeners,
+        "streaming_keys": s.keys.len(),
+        "sessions": s.auth.sessions.len(),
+        "inflight_bytes": s.metrics.inflight_bytes.load(Ordering::Relaxed),
+    });
+    response::json(StatusCode::OK, &body)
+}
+
+pub fn metrics(cx: &Ctx) -> Result<Resp, ApiError> {
+    Ok(response::text(cx.state.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"))
+}

@@ -1,0 +1,126 @@
+//! What a handler gets: the caller, the client IP, the path parameters and
+//! the body (already read under the size limit), plus JSON parsing that
+//! answers 400 with the reason.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::routes::Params;
+use super::state::AdminState;
+use crate::auth::session::Caller;
+use crate::config::AdminConfig;
+
+/// Longest `User-Agent` kept with a session.
+const MAX_USER_AGENT: usize = 256;
+/// Most `X-Forwarded-For` entries looked at.
+const MAX_FORWARDED_HOPS: usize = 16;
+
+/// One request, ready for a handler.
+pub struct Ctx {
+    pub state: Arc<AdminState>,
+    pub ip: IpAddr,
+    pub user_agent: String,
+    pub headers: HeaderMap,
+    pub query: Option<String>,
+    pub params: Params,
+    pub body: Bytes,
+    pub caller: Option<Caller>,
+}
+
+impl Ctx {
+    /// The authenticated caller (routes that need a token always have one).
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(|| ApiError::unauthorized("missing bearer token"))
+    }
+
+    /// The body as JSON of type `T`; 400 if it is not.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.body).map_err(|e| ApiError::invalid(format!("malformed JSON body: {e}")))
+    }
+
+    /// A numeric path parameter; 404 if it is not a number (no such resource).
+    pub fn id<T: std::str::FromStr>(&self, name: &str) -> Result<T, ApiError> {
+        self.params.get(name).and_then(|v| v.parse().ok()).ok_or_else(|| ApiError::not_found("no such resource"))
+    }
+
+    /// A query parameter.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.as_deref()?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+}
+
+/// The client: the peer, or — when the peer is a trusted proxy — the
+/// right-most `X-Forwarded-For` address that is not itself a trusted proxy.
+pub fn client_ip(config: &AdminConfig, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    if !config.trusts(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for ip in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
+        if !config.trusts(*ip) {
+            return *ip;
+        }
+    }
+    hops.first().copied().unwrap_or(peer)
+}
+
+pub fn user_agent(headers: &HeaderMap) -> String {
+    let ua = headers.get(http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ua.chars().take(MAX_USER_AGENT).collect()
+}
+
+/// Reads the body, refusing more than `limit` bytes (413) before reading them
+/// when `Content-Length` says so, else as soon as the limit is passed.
+pub async fn read_body(body: Incoming, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError> {
+    let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match limited.collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::invalid(format!("cannot read body: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(proxies: &[&str]) -> AdminConfig {
+        let mut c = AdminConfig::at("127.0.0.1:0".parse().unwrap());
+        c.trusted_proxies = proxies.iter().map(|p| p.to_string().try_into().unwrap()).collect();
+        c
+    }
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let peer: IpAddr = "10.0.0.5".parse().unwrap();
+        let h = xff("203.0.113.9, 10.0.0.7");
+        assert_eq!(client_ip(&config(&[]), peer, &h), peer, "untrusted peer");
+        assert_eq!(client_ip(&config(&["10.0.0.0/8"]), peer, &h).to_string(), "203.0.113.9");
+        assert_eq!(client_ip(&config(&["10.0.0.5"]), peer, &h).to_string(), "10.0.0.7");
+        assert_eq!(client_ip(&config(&["10.0.0.0/8"]), peer, &HeaderMap::new()), peer);
+        assert_eq!(client_ip(&config(&["10.0.0.0/8"]), peer, &xff("junk")), peer);
+    }
+}

@@ -1,0 +1,115 @@
+//! Which streaming key a request carries, and who the client is.
+//!
+//! The key is looked for in this order: `Authorization: Bearer <32 hex>`,
+//! `X-API-Key: <32 hex>`, then (where allowed) the `token` query parameter,
+//! which is what browsers use (`fetch` with `keepalive` and `sendBeacon`
+//! cannot always set headers). The first one present decides: a malformed
+//! header is refused even if a good token follows.
+
+use std::net::IpAddr;
+
+use http::HeaderMap;
+use http::header::AUTHORIZATION;
+
+use super::reply::Refused;
+use crate::auth::keys::{KEY_LEN, parse_hex_key};
+
+/// `X-Forwarded-For` entries looked at, from the right.
+const MAX_FORWARDED_HOPS: usize = 8;
+
+/// The raw key of a request, or why there is none.
+pub fn request_key(headers: &HeaderMap, query: Option<&str>, allow_query: bool) -> Result<[u8; KEY_LEN], Refused> {
+    if let Some(v) = headers.get(AUTHORIZATION) {
+        let text = v.to_str().unwrap_or("");
+        let key = match text.split_once(' ') {
+            Some((scheme, key)) if scheme.eq_ignore_ascii_case("bearer") => key.trim(),
+            _ => return Err(Refused::bad_key("invalid_key", "Authorization must be `Bearer <streaming key>`")),
+        };
+        return parse(key, "Authorization");
+    }
+    if let Some(v) = headers.get("x-api-key") {
+        return parse(v.to_str().unwrap_or("").trim(), "X-API-Key");
+    }
+    match query_param(query, "token") {
+        Some(token) if allow_query => parse(token, "token"),
+        Some(_) => Err(Refused::bad_key(
+            "query_token_disabled",
+            "?token= is turned off on this listener; send Authorization: Bearer KEY or X-API-Key",
+        )),
+        None => Err(Refused::bad_key(
+            "missing_key",
+            "send the streaming key as Authorization: Bearer KEY, X-API-Key: KEY or ?token=KEY",
+        )),
+    }
+}
+
+fn parse(text: &str, place: &str) -> Result<[u8; KEY_LEN], Refused> {
+    parse_hex_key(text).map_err(|e| Refused::bad_key("invalid_key", format!("{place}: {e}")))
+}
+
+/// The value of `name` in a query string (no percent-decoding: the
+/// parameters read here are hex keys and flags).
+pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
+    query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+/// The client: the peer, or — when the peer is a trusted proxy — the
+/// right-most `X-Forwarded-For` address that is not itself trusted.
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusts: impl Fn(IpAddr) -> bool) -> IpAddr {
+    if !trusts(peer) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    for ip in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
+        if !trusts(*ip) {
+            return *ip;
+        }
+    }
+    hops.first().copied().unwrap_or(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "00112233445566778899aabbccddeeff";
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_then_api_key_then_query() {
+        let want = parse_hex_key(KEY).unwrap();
+        let bearer = format!("Bearer {KEY}");
+        assert_eq!(request_key(&headers(&[("authorization", &bearer)]), None, false), Ok(want));
+        assert_eq!(request_key(&headers(&[("x-api-key", KEY)]), None, false), Ok(want));
+        let q = format!("partial=true&token={KEY}");
+        assert_eq!(request_key(&HeaderMap::new(), Some(&q), true), Ok(want));
+        let codes = |r: Result<_, Refused>| r.unwrap_err().code;
+        assert_eq!(codes(request_key(&HeaderMap::new(), Some(&q), false)), "query_token_disabled");
+        assert_eq!(codes(request_key(&HeaderMap::new(), None, true)), "missing_key");
+        assert_eq!(codes(request_key(&headers(&[("authorization", "Basic abc")]), Some(&q), true)), "invalid_key");
+        assert_eq!(codes(request_key(&headers(&[("x-api-key", "short")]), None, true)), "invalid_key");
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_trusted_proxies() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusts = |ip: IpAddr| ip == proxy;
+        let h = headers(&[("x-forwarded-for", "1.2.3.4, 5.6.7.8")]);
+        assert_eq!(client_ip("9.9.9.9".parse().unwrap(), &h, trusts), "9.9.9.9".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(proxy, &h, trusts), "5.6.7.8".parse::<IpAddr>().unwrap());
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), trusts), proxy);
+    }
+}

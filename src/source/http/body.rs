@@ -1,0 +1,261 @@
+//! Request bodies: read under the size limit and the pipeline's byte
+//! budget, then decompressed (`Content-Encoding: gzip` or `zstd`) under the
+//! same limit, so a small compressed body cannot expand past it (zip bombs
+//! stop at `max_body_bytes + 1` bytes of output).
+//!
+//! Every byte held for a request is first covered by the pipeline's byte
+//! budget ([`Budget`]): the wire body as it arrives, the decompressed body
+//! as it grows, the decoded records. A request that cannot get room within
+//! `busy_timeout` is answered 503 with `Retry-After`, so a full pipeline
+//! pushes back on HTTP clients instead of growing memory.
+
+use std::io::Read;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use super::reply::Refused;
+use crate::pipeline::{Permit, Pipeline};
+
+/// Budget is taken in steps of at least this much, to keep semaphore traffic low.
+const BUDGET_STEP: usize = 64 << 10;
+/// Decompressed output is produced (and covered by the budget) this much at a time.
+const INFLATE_STEP: usize = 256 << 10;
+/// Largest zstd window accepted (2^24 = 16 MiB): bounds decoder memory per request.
+const ZSTD_WINDOW_LOG_MAX: u32 = 24;
+
+/// Pipeline budget held by one request.
+pub struct Budget<'p> {
+    pipeline: &'p Pipeline,
+    deadline: Instant,
+    held: usize,
+    permits: Vec<Permit>,
+}
+
+impl<'p> Budget<'p> {
+    /// `wait`: how long, in total, this request may wait for room.
+    pub fn new(pipeline: &'p Pipeline, wait: Duration) -> Budget<'p> {
+        Budget { pipeline, deadline: Instant::now() + wait, held: 0, permits: Vec::new() }
+    }
+
+    /// Makes sure at least `bytes` are held (everything, if `bytes` is
+    /// more than the whole budget).
+    pub async fn cover(&mut self, bytes: usize) -> Result<(), Refused> {
+        let all = self.pipeline.budget_bytes();
+        if bytes <= self.held || self.held >= all {
+            return Ok(());
+        }
+        let step = (bytes - self.held).max(BUDGET_STEP).min(all - self.held);
+        let permit = match self.pipeline.try_reserve(step) {
+            Some(p) => p,
+            None => tokio::time::timeout_at(self.deadline, self.pipeline.reserve(step))
+                .await
+                .map_err(|_| Refused::unavailable("the pipeline is full; retry later"))?,
+        };
+        self.held += step.max(crate::pipeline::MIN_CHARGE);
+        self.permits.push(permit);
+        Ok(())
+    }
+
+    /// The first permit, to travel with the batch; the rest are released
+    /// when the budget is dropped.
+    pub fn take_permit(&mut self) -> Option<Permit> {
+        (!self.permits.is_empty()).then(|| self.permits.swap_remove(0))
+    }
+}
+
+/// Reads the whole body: 413 before reading when `Content-Length` is over
+/// `limit`, else as soon as the limit is passed; 408 if it takes longer than
+/// `timeout`.
+pub async fn read(
+    body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+    budget: &mut Budget<'_>,
+) -> Result<Bytes, Refused> {
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(over_limit(limit, "body"));
+    }
+    let expected = declared.unwrap_or(0) as usize;
+    budget.cover(expected.max(1)).await?;
+    match tokio::time::timeout(timeout, collect(body, limit, expected, budget)).await {
+        Ok(result) => result,
+        Err(_) => Err(Refused::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the body took too long to arrive")),
+    }
+}
+
+async fn collect(mut body: Incoming, limit: usize, expected: usize, budget: &mut Budget<'_>) -> Result<Bytes, Refused> {
+    let mut buf = BytesMut::with_capacity(expected);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Refused::malformed("bad_body", format!("cannot read the body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        let len = buf.len() + data.len();
+        if len > limit {
+            return Err(over_limit(limit, "body"));
+        }
+        budget.cover(len).await?;
+        buf.extend_from_slice(&data);
+    }
+    Ok(buf.freeze())
+}
+
+fn over_limit(limit: usize, what: &str) -> Refused {
+    Refused::too_large("body_too_large", format!("the {what} is over max_body_bytes ({limit} bytes)"))
+}
+
+/// How a body is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+/// The body's `Content-Encoding`; 415 for anything else than one of ours.
+pub fn encoding(headers: &HeaderMap) -> Result<Encoding, Refused> {
+    let mut found = Encoding::Identity;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        for name in value.to_str().unwrap_or("?").split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let this = match name.to_ascii_lowercase().as_str() {
+                "identity" => continue,
+                "gzip" | "x-gzip" => Encoding::Gzip,
+                "zstd" => Encoding::Zstd,
+                _ => return Err(unsupported(name)),
+            };
+            if found != Encoding::Identity {
+                return Err(unsupported("more than one encoding"));
+            }
+            found = this;
+        }
+    }
+    Ok(found)
+}
+
+fn unsupported(what: &str) -> Refused {
+    let message = format!("Content-Encoding `{what}` is not supported (use gzip or zstd)");
+    Refused::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", message)
+        .counted(crate::metrics::Refusal::Malformed)
+}
+
+/// Decompresses `body` into at most `limit` bytes, covering them by the budget as they grow.
+pub async fn decompress(
+    body: Bytes,
+    encoding: Encoding,
+    limit: usize,
+    budget: &mut Budget<'_>,
+) -> Result<Bytes, Refused> {
+    let bad = |e: std::io::Error| Refused::malformed("bad_encoding", format!("cannot decompress the body: {e}"));
+    match encoding {
+        Encoding::Identity => Ok(body),
+        Encoding::Gzip => inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit, budget).await,
+        Encoding::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(bad)?;
+            decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(bad)?;
+            inflate(decoder, limit, budget).await
+        }
+    }
+}
+
+async fn inflate(mut reader: impl Read, limit: usize, budget: &mut Budget<'_>) -> Result<Bytes, Refused> {
+    let mut out = Vec::new();
+    loop {
+        let start = out.len();
+        // One byte past the limit shows that the output is over it.
+        let room = INFLATE_STEP.min(limit + 1 - start);
+        if room == 0 {
+            return Err(over_limit(limit, "decompressed body"));
+        }
+        budget.cover(start + room).await?;
+        out.resize(start + room, 0);
+        let n = read_full(&mut reader, &mut out[start..])
+            .map_err(|e| Refused::malformed("bad_encoding", format!("cannot decompress the body: {e}")))?;
+        out.truncate(start + n);
+        if n < room {
+            return Ok(Bytes::from(out));
+        }
+    }
+}
+
+/// Reads until `buf` is full or the reader ends; returns the bytes read.
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(data).unwrap();
+        Bytes::from(enc.finish().unwrap())
+    }
+
+    #[tokio::test]
+    async fn gzip_and_zstd_round_trip_within_the_limit() {
+        let (pipeline, _rx) = Pipeline::new(64 << 20);
+        let mut budget = Budget::new(&pipeline, Duration::from_millis(10));
+        let data = b"{\"event\":\"a\"}\n".repeat(100_000);
+        let z = Bytes::from(zstd::encode_all(&data[..], 3).unwrap());
+        assert_eq!(decompress(gzip(&data), Encoding::Gzip, data.len(), &mut budget).await.unwrap(), data);
+        assert_eq!(decompress(z, Encoding::Zstd, data.len(), &mut budget).await.unwrap(), data);
+    }
+
+    #[tokio::test]
+    async fn a_bomb_stops_one_byte_past_the_limit() {
+        let (pipeline, _rx) = Pipeline::new(64 << 20);
+        let mut budget = Budget::new(&pipeline, Duration::from_millis(10));
+        let zeros = vec![0u8; 8 << 20];
+        let small = gzip(&zeros);
+        assert!(small.len() < 64 << 10);
+        let err = decompress(small, Encoding::Gzip, 1 << 20, &mut budget).await.unwrap_err();
+        assert_eq!((err.status, err.code), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
+        let err = decompress(Bytes::from_static(b"not gzip"), Encoding::Gzip, 100, &mut budget).await.unwrap_err();
+        assert_eq!(err.code, "bad_encoding");
+    }
+
+    #[tokio::test]
+    async fn the_budget_refuses_after_waiting() {
+        let (pipeline, _rx) = Pipeline::new(256 << 10);
+        let mut first = Budget::new(&pipeline, Duration::from_millis(10));
+        first.cover(256 << 10).await.unwrap();
+        let mut second = Budget::new(&pipeline, Duration::from_millis(20));
+        let err = second.cover(1).await.unwrap_err();
+        assert_eq!((err.status, err.retry_after), (StatusCode::SERVICE_UNAVAILABLE, Some(1)));
+        drop(first);
+        let mut third = Budget::new(&pipeline, Duration::from_millis(20));
+        third.cover(1).await.unwrap();
+        assert!(third.take_permit().is_some());
+    }
+
+    #[test]
+    fn encodings() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::CONTENT_ENCODING, v.parse().unwrap());
+            m
+        };
+        assert_eq!(encoding(&HeaderMap::new()), Ok(Encoding::Identity));
+        assert_eq!(encoding(&h("GZIP")), Ok(Encoding::Gzip));
+        assert_eq!(encoding(&h("identity, zstd")), Ok(Encoding::Zstd));
+        assert_eq!(encoding(&h("br")).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(encoding(&h("gzip, zstd")).unwrap_err().code, "unsupported_encoding");
+    }
+}

@@ -1,0 +1,240 @@
+//! `[sources.syslog_tcp]` and `[sources.syslog_udp]`: syslog in, raw
+//! messages out to the pipeline.
+//!
+//! At ingest a message is only scanned lightly (BOM, streaming key; see
+//! `codec::syslog_scan`) and stored as its raw bytes with the time it was
+//! received; it is parsed when read (`codec::syslog`). Per message that is
+//! a copy into a [`BlockBuilder`] and a few header bytes.
+//!
+//! [`Batcher`] collects the messages of one read (TCP) or one burst of
+//! datagrams (UDP) into one block per workspace (in `auth = "key"` mode a
+//! connection may carry several tenants), and turns them into batches.
+
+pub mod tcp;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::auth::keys::KeyRegistry;
+use crate::codec::syslog::Zone;
+use crate::codec::syslog_scan::{KeyField, Scanner};
+use crate::config::{SyslogAuth, SyslogCommon};
+use crate::metrics::{Refusal, SourceMetrics};
+use crate::pipeline::{Batch, Closed, Permit, Pipeline};
+use crate::record::{BlockBuilder, Kind, flag, tag};
+use crate::store::chunk::{self, ChunkMeta};
+
+/// A block is handed on once it holds this many bytes, even mid-read.
+pub const FLUSH_BYTES: usize = 256 * 1024;
+
+/// What every connection or socket of one syslog listener shares.
+pub struct SyslogContext {
+    /// Listener name as stored with each event (the config section name).
+    pub name: &'static str,
+    pub common: SyslogCommon,
+    pub pipeline: Pipeline,
+    pub keys: Arc<KeyRegistry>,
+    pub metrics: Arc<SourceMetrics>,
+}
+
+impl SyslogContext {
+    /// The zone name stored with each record, unless it is UTC.
+    fn zone_field(&self) -> Option<String> {
+        match self.common.timezone {
+            Zone::Utc => None,
+            z => Some(z.to_string()),
+        }
+    }
+}
+
+/// Messages of one workspace waiting to be handed on.
+#[derive(Debug)]
+struct Part {
+    workspace: u32,
+    builder: BlockBuilder,
+    /// The peer stored with the chunk; records from other peers carry their own.
+    peer: Option<SocketAddr>,
+    peer_text: String,
+    min_ms: u64,
+    max_ms: u64,
+}
+
+impl Part {
+    fn new(workspace: u32) -> Part {
+        Part {
+            workspace,
+            builder: BlockBuilder::with_capacity(64 * 1024),
+            peer: None,
+            peer_text: String::new(),
+            min_ms: u64::MAX,
+            max_ms: 0,
+        }
+    }
+}
+
+/// Outcome of [`Batcher::push`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Stored,
+    /// No valid streaming key: refused and counted.
+    Refused,
+}
+
+/// Collects messages into per-workspace blocks; one per connection or socket.
+#[derive(Debug)]
+pub struct Batcher {
+    parts: Vec<Part>,
+    scanner: Scanner,
+    zone: Option<String>,
+    bytes: usize,
+}
+
+impl Batcher {
+    pub fn new(ctx: &SyslogContext) -> Batcher {
+        Batcher { parts: Vec::new(), scanner: Scanner::default(), zone: ctx.zone_field(), bytes: 0 }
+    }
+
+    /// Bytes of records waiting.
+    pub fn len_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes == 0
+    }
+
+    /// Appends one message received from `peer` at `received_at_ms`.
+    pub fn push(
+        &mut self,
+        ctx: &SyslogContext,
+        msg: &[u8],
+        truncated: bool,
+        peer: SocketAddr,
+        received_at_ms: u64,
+    ) -> Pushed {
+        let want_key = ctx.common.auth == SyslogAuth::Key;
+        let (raw, key) = self.scanner.scan(msg, want_key);
+        let workspace = match (ctx.common.auth, key) {
+            (SyslogAuth::Workspace(ws), _) => ws,
+            (SyslogAuth::Key, KeyField::Found(k)) => match ctx.keys.lookup(&k) {
+                Some(info) => info.workspace,
+                None => return refuse(ctx, "unknown or revoked streaming key"),
+            },
+            (SyslogAuth::Key, KeyField::Missing | KeyField::NotWanted) => {
+                return refuse(ctx, "no streaming key element");
+            }
+            (SyslogAuth::Key, KeyField::Malformed) => return refuse(ctx, "malformed streaming key element"),
+        };
+        let i = match self.parts.iter().position(|p| p.workspace == workspace) {
+            Some(i) => i,
+            None => {
+                self.parts.push(Part::new(workspace));
+                self.parts.len() - 1
+            }
+        };
+        let part = &mut self.parts[i];
+        let before = part.builder.len_bytes();
+        part.builder.begin(Kind::Syslog, received_at_ms);
+        part.builder.bytes(tag::RAW, raw);
+        if truncated {
+            part.builder.u8(tag::FLAGS, flag::TRUNCATED);
+            ctx.metrics.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+        match part.peer {
+            None => {
+                part.peer = Some(peer);
+                part.peer_text = peer.to_string();
+            }
+            Some(p) if p == peer => {}
+            Some(_) => part.builder.str(tag::PEER, &peer.to_string()),
+        }
+        if let Some(zone) = &self.zone {
+            part.builder.str(tag::TIMEZONE, zone);
+        }
+        part.builder.end();
+        part.min_ms = part.min_ms.min(received_at_ms);
+        part.max_ms = part.max_ms.max(received_at_ms);
+        self.bytes += part.builder.len_bytes() - before;
+        Pushed::Stored
+    }
+
+    /// Encodes every waiting block as a chunk and empties the batcher.
+    pub fn drain(&mut self, ctx: &SyslogContext) -> Vec<Pending> {
+        self.bytes = 0;
+        let mut out = Vec::with_capacity(self.parts.len());
+        for part in self.parts.iter_mut().filter(|p| !p.builder.is_empty()) {
+            let count = part.builder.count();
+            let meta = ChunkMeta {
+                listener: ctx.name,
+                peer: &part.peer_text,
+                count,
+                min_received_ms: part.min_ms,
+                max_received_ms: part.max_ms,
+            };
+            let chunk = chunk::encode(&meta, part.builder.finished());
+            out.push(Pending { workspace: part.workspace, count, chunk });
+            part.builder.clear();
+            part.peer = None;
+            part.min_ms = u64::MAX;
+            part.max_ms = 0;
+        }
+        out
+    }
+
+    /// Forgets the parts of workspaces that sent nothing lately (key mode
+    /// with many tenants on one connection); keeps the common case cheap.
+    pub fn compact(&mut self) {
+        if self.parts.len() > 8 {
+            self.parts.retain(|p| !p.builder.is_empty());
+        }
+    }
+}
+
+/// An encoded chunk on its way to the pipeline.
+pub struct Pending {
+    pub workspace: u32,
+    pub count: u32,
+    pub chunk: Vec<u8>,
+}
+
+impl Pending {
+    /// Hands the chunk on with `permit`, counting its messages as received.
+    pub fn submit(self, ctx: &SyslogContext, permit: Permit) -> Result<(), Closed> {
+        ctx.metrics.events_received.fetch_add(u64::from(self.count), Ordering::Relaxed);
+        let batch = Batch {
+            workspace: self.workspace,
+            count: self.count,
+            chunk: self.chunk,
+            dedup: None,
+            reply: None,
+            queued_at: std::time::Instant::now(),
+            permit,
+        };
+        ctx.pipeline.submit(batch)
+    }
+}
+
+/// The line a syslog listener logs when it stops: what it took and what it did not.
+pub fn log_summary(ctx: &SyslogContext) {
+    let m = &ctx.metrics;
+    let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+    tracing::info!(
+        listener = ctx.name,
+        received = get(&m.events_received),
+        truncated = get(&m.truncated),
+        bad_key = m.refused(Refusal::BadKey),
+        peers_refused = get(&m.peers_refused),
+        shed = get(&m.dropped_overload),
+        kernel_drops = get(&m.kernel_drops),
+        "syslog listener stopped"
+    );
+}
+
+fn refuse(ctx: &SyslogContext, why: &'static str) -> Pushed {
+    ctx.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+    ctx.metrics.refuse(Refusal::BadKey);
+    tracing::debug!(listener = ctx.name, reason = why, "syslog message refused");
+    Pushed::Refused
+}
