@@ -2,7 +2,9 @@
 # The whole test suite, on a fresh machine or an old one.
 #
 # Installs the system tools the tests drive as real clients when they are
-# missing (rsyslog with RELP, util-linux logger, systemd-analyze), then runs
+# missing (rsyslog with RELP, util-linux logger, systemd-analyze, curl,
+# Debian's Chromium, Node.js with the pinned npm packages of tests/browser:
+# playwright-core and @tell-rs/browser), then runs
 # every test target: unit, integration (real daemon, Tell SDK, logger,
 # rsyslog), fuzz-corpus replay, and each criterion bench once in test mode.
 set -euo pipefail
@@ -13,12 +15,19 @@ command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 dpkg -s rsyslog-relp >/dev/null 2>&1 || need+=(rsyslog-relp)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
 
 # The fuzz crate needs nightly to fuzz, but must keep compiling on stable.

@@ -10,7 +10,8 @@
 //!                                    acks complete ◄────────────┘
 //! ```
 //!
-//! - [`codec`]: wire formats (Tell frames, acked frames, ack replies).
+//! - [`codec`]: wire formats (Tell frames, acked frames, ack replies, syslog
+//!   framing, scan and parse).
 //! - [`record`]: the stored record encoding shared by sources and readers.
 //! - [`source`]: listeners; they own sockets and hand batches to the pipeline.
 //! - [`pipeline`]: the bounded channel and the byte budget for data in flight.

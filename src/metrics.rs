@@ -23,6 +23,7 @@ pub const COMMIT_SECONDS: &str = "sluice_commit_duration_seconds";
 pub const CHUNK_BYTES_STORED: &str = "sluice_chunk_bytes_stored_total";
 pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
 pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
+pub const TAILS_DROPPED: &str = "sluice_tails_dropped_total";
 pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
 pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
@@ -118,6 +119,8 @@ pub struct Metrics {
     pub inflight_bytes: AtomicU64,
     /// Admin API requests refused for a missing or bad token.
     pub admin_auth_failures: AtomicU64,
+    /// Live tails (`GET /api/v1/events/tail`) dropped for not keeping up.
+    pub tail_dropped: AtomicU64,
     /// Host-wide `Udp: RcvbufErrors` from `/proc/net/snmp`, kept up to date by the UDP source.
     pub udp_rcvbuf_errors: AtomicU64,
 }
@@ -167,6 +170,8 @@ impl Metrics {
         self.render_store(&mut out);
         let failures = self.admin_auth_failures.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE {ADMIN_AUTH_FAILURES} counter\n{ADMIN_AUTH_FAILURES} {failures}");
+        let tails = self.tail_dropped.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE {TAILS_DROPPED} counter\n{TAILS_DROPPED} {tails}");
         out
     }
 

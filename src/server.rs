@@ -30,6 +30,7 @@ use crate::source::syslog::udp::{SyslogUdpContext, UdpSockets};
 use crate::source::syslog::{self, SyslogContext};
 use crate::source::tcp::{self, TcpContext};
 use crate::store::control::ControlStore;
+use crate::store::query::EventsHandle;
 use crate::store::writer::{Writer, WriterConfig};
 use crate::store::{self, StoreError};
 
@@ -130,6 +131,8 @@ pub struct Services {
     pub abort: CancellationToken,
     /// Every listener and connection task, so shutdown can wait for them.
     pub tracker: TaskTracker,
+    /// Read access to the events database the writer owns.
+    pub events: EventsHandle,
 }
 
 /// Runs the daemon until `shutdown` is cancelled, then drains and returns.
@@ -156,6 +159,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         shutdown,
         abort: CancellationToken::new(),
         tracker: TaskTracker::new(),
+        events: writer.events(),
     };
     for (name, addr) in listeners.addresses() {
         tracing::info!(listener = name, %addr, "listening");
@@ -248,6 +252,8 @@ fn start_admin(
         metrics: services.metrics.clone(),
         data_dir: services.config.data_dir.clone(),
         listeners,
+        events: services.events.clone(),
+        shutdown: services.shutdown.clone(),
     };
     let tracker = services.tracker.clone();
     services.tracker.spawn(crate::admin::run(listener, deps, services.shutdown.clone(), tracker));

@@ -17,6 +17,8 @@
 pub mod dispatch;
 pub mod error;
 pub mod handlers;
+pub mod query;
+pub mod tail;
 pub mod request;
 pub mod response;
 pub mod routes;

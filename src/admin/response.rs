@@ -1,14 +1,55 @@
-//! Building responses: JSON, empty, text; and the rate-limit headers.
+//! Building responses: JSON, empty, text, a stream; and the rate-limit headers.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
+use hyper::body::Frame;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use super::error::ApiError;
 use crate::auth::ratelimit::Verdict;
 
-pub type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Body>;
+
+/// A whole body, or one streamed from a channel (Server-Sent Events) that
+/// ends when the sender is dropped.
+#[derive(Debug)]
+pub enum Body {
+    Full(Full<Bytes>),
+    Stream(mpsc::Receiver<Bytes>),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Body::Full(f) => Pin::new(f).poll_frame(cx),
+            Body::Stream(rx) => rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b)))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(f) => f.is_end_stream(),
+            Body::Stream(_) => false,
+        }
+    }
+}
+
+/// A `text/event-stream` answer fed by `rx`.
+pub fn event_stream(rx: mpsc::Receiver<Bytes>) -> Resp {
+    let mut r = Response::new(Body::Stream(rx));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
 
 pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Resp, ApiError> {
     let body = serde_json::to_vec(value).map_err(|e| ApiError::internal(e.to_string()))?;
@@ -16,7 +57,7 @@ pub fn json(status: StatusCode, value: &impl Serialize) -> Result<Resp, ApiError
 }
 
 pub fn no_content() -> Resp {
-    let mut r = Response::new(Full::new(Bytes::new()));
+    let mut r = Response::new(Body::Full(Full::new(Bytes::new())));
     *r.status_mut() = StatusCode::NO_CONTENT;
     r
 }
@@ -30,7 +71,7 @@ pub fn error(e: &ApiError) -> Resp {
 }
 
 fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Resp {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let mut r = Response::new(Body::Full(Full::new(Bytes::from(body))));
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r

@@ -40,6 +40,8 @@ pub enum Endpoint {
     AddMember,
     RemoveMember,
     Audit,
+    QueryEvents,
+    TailEvents,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,6 +84,8 @@ pub const ROUTES: &[Route] = &[
     r("POST", "/api/v1/workspaces/{id}/members", Endpoint::AddMember, ADMIN),
     r("DELETE", "/api/v1/workspaces/{id}/members/{user_id}", Endpoint::RemoveMember, ADMIN),
     r("GET", "/api/v1/audit", Endpoint::Audit, ADMIN),
+    r("GET", "/api/v1/events", Endpoint::QueryEvents, VIEWER),
+    r("GET", "/api/v1/events/tail", Endpoint::TailEvents, VIEWER),
 ];
 
 /// Most path parameters in any route.

@@ -23,6 +23,8 @@ use crate::config::AdminConfig;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::control::{AuditEntry, ControlStore};
+use crate::store::query::EventsHandle;
+use tokio_util::sync::CancellationToken;
 
 /// Environment variable that can hold the JWT secret (at least 32 bytes).
 pub const JWT_SECRET_ENV: &str = "SLUICE_JWT_SECRET";
@@ -45,6 +47,10 @@ pub struct AdminState {
     pub data_dir: PathBuf,
     pub listeners: Vec<(&'static str, SocketAddr)>,
     pub started: Instant,
+    /// Read access to events.redb (owned by the writer thread).
+    pub events: EventsHandle,
+    /// Cancelled when the daemon stops; ends live tails.
+    pub shutdown: CancellationToken,
 }
 
 /// What [`AdminState::build`] needs.
@@ -55,6 +61,8 @@ pub struct AdminDeps {
     pub metrics: Arc<Metrics>,
     pub data_dir: PathBuf,
     pub listeners: Vec<(&'static str, SocketAddr)>,
+    pub events: EventsHandle,
+    pub shutdown: CancellationToken,
 }
 
 impl AdminState {
@@ -87,6 +95,8 @@ impl AdminState {
             data_dir: deps.data_dir,
             listeners: deps.listeners,
             started: Instant::now(),
+            events: deps.events,
+            shutdown: deps.shutdown,
         })
     }
 

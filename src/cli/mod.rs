@@ -190,8 +190,8 @@ pub struct HttpBenchArgs {
     /// Events per request (JSON lines).
     #[arg(long, default_value_t = 100)]
     pub batch_size: usize,
-    /// Approximate bytes per event.
-    #[arg(long, default_value_t = 300)]
+    /// Approximate bytes of properties per event (as `bench tcp`'s payloads).
+    #[arg(long, default_value_t = 200)]
     pub event_bytes: usize,
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,

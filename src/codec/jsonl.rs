@@ -223,7 +223,11 @@ impl JsonlDecoder {
     }
 
     fn decode_lines(&mut self, body: &[u8], run: &mut Run<'_>) -> Result<(), BodyError> {
-        for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let mut start = 0;
+        let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+        for (i, end) in ends.enumerate() {
+            let line = &body[start..end];
+            start = end + 1;
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
@@ -623,18 +627,37 @@ pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
         _ => return None,
     };
     let mut out = [0u8; 16];
-    let digits = b.iter().enumerate().filter(|&(i, _)| !(hyphenated && matches!(i, 8 | 13 | 18 | 23)));
-    for (n, (_, &c)) in digits.enumerate() {
-        let v = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        out[n / 2] |= if n % 2 == 0 { v << 4 } else { v };
+    let mut n = 0;
+    for &c in b {
+        if hyphenated && c == b'-' {
+            continue;
+        }
+        let v = HEX_VALUE[usize::from(c)];
+        if v > 0xf || n >= 32 {
+            return None;
+        }
+        out[n / 2] |= v << (4 * (1 - n % 2));
+        n += 1;
     }
-    Some(out)
+    (n == 32).then_some(out)
 }
+
+/// Hex digit values; 0xff for other bytes.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// A level name (RFC 5424 names and common short forms, any case) or 0..=8.
 fn level_of(raw: &RawValue) -> Option<u8> {

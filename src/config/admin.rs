@@ -45,6 +45,11 @@ pub struct AdminConfig {
     /// Admin connections open at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: Count,
+    /// Most rows one page of `GET /api/v1/events` looks at when it filters
+    /// by `q`, `listener` or `kind` (default 100000); the answer says so
+    /// when it stopped there.
+    #[serde(default = "default_query_max_scan_rows")]
+    pub query_max_scan_rows: Count,
 }
 
 impl AdminConfig {
@@ -59,6 +64,7 @@ impl AdminConfig {
             jwt_secret: None,
             max_password_hashes: default_max_hashes(),
             max_connections: default_max_connections(),
+            query_max_scan_rows: default_query_max_scan_rows(),
         }
     }
 
@@ -90,6 +96,9 @@ fn default_max_hashes() -> Count {
 }
 fn default_max_connections() -> Count {
     Count(256)
+}
+fn default_query_max_scan_rows() -> Count {
+    Count(100_000)
 }
 
 fn token_lifetime<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

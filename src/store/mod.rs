@@ -11,6 +11,7 @@ pub mod control;
 pub mod events;
 #[cfg(test)]
 pub(crate) mod fault;
+pub mod query;
 pub mod reader;
 pub mod writer;
 

@@ -32,6 +32,7 @@ use redb::{Database, Durability, ReadableTable};
 
 use super::StoreError;
 use super::events::{self, CHUNKS, DEDUP, DEDUP_EXPIRY, SEQ};
+use super::query::{Committed, EventsHandle};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batch, Outcome};
 
@@ -63,6 +64,7 @@ impl WriterConfig {
 /// The running writer thread.
 pub struct Writer {
     thread: JoinHandle<()>,
+    events: EventsHandle,
 }
 
 impl Writer {
@@ -70,15 +72,23 @@ impl Writer {
     /// and starts the thread. It exits when every pipeline sender is gone and
     /// the channel is drained.
     pub fn spawn(mut config: WriterConfig, rx: Receiver<Batch>, metrics: Arc<Metrics>) -> Result<Writer, StoreError> {
-        let db = (config.opener)()?;
+        let db = Arc::new((config.opener)()?);
         let next_seq = events::load_next_seqs(&db, &config.path)?;
         let retry = Retry { at: Instant::now(), backoff: BACKOFF_MIN };
-        let state = State { config, db: Some(db), next_seq, metrics, failing_since: None, retry };
+        let events = EventsHandle::new(config.path.clone());
+        events.set(Some(db.clone()));
+        let shared = events.clone();
+        let state = State { config, db: Some(db), shared, next_seq, metrics, failing_since: None, retry };
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| StoreError::Invalid { reason: format!("cannot start writer thread: {e}") })?;
-        Ok(Writer { thread })
+        Ok(Writer { thread, events })
+    }
+
+    /// A read handle on the database this writer owns, for queries.
+    pub fn events(&self) -> EventsHandle {
+        self.events.clone()
     }
 
     /// Waits for the final commit.
@@ -91,12 +101,21 @@ impl Writer {
 
 struct State {
     config: WriterConfig,
-    db: Option<Database>,
+    db: Option<Arc<Database>>,
+    /// Where readers find `db`; emptied while it is closed.
+    shared: EventsHandle,
     /// Next sequence number per workspace, as committed.
     next_seq: HashMap<u32, u64>,
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
     retry: Retry,
+}
+
+impl Drop for State {
+    /// Readers must not keep the file open once the writer has stopped.
+    fn drop(&mut self) {
+        self.shared.set(None);
+    }
 }
 
 /// When to try the store again after a failure, and the wait after that.
@@ -173,6 +192,8 @@ impl State {
             Ok((db, seqs))
         }) {
             Ok((db, seqs)) => {
+                let db = Arc::new(db);
+                self.shared.set(Some(db.clone()));
                 self.db = Some(db);
                 self.next_seq = seqs;
                 true
@@ -208,8 +229,11 @@ impl State {
         let mut stored = 0u64;
         for (batch, outcome) in group.iter_mut().zip(done.outcomes) {
             match outcome {
-                Outcome::Stored { count, .. } => {
+                Outcome::Stored { count, first_seq } => {
                     stored += u64::from(count);
+                    if count > 0 {
+                        self.shared.publish(Committed { workspace: batch.workspace, first_seq, count });
+                    }
                     store.chunk_bytes_stored.fetch_add(batch.chunk.len() as u64, Ordering::Relaxed);
                 }
                 Outcome::Duplicate { .. } => {
@@ -239,7 +263,9 @@ impl State {
             tracing::warn!(error = %e, batches, "commit failed again");
         }
         self.refuse(group);
-        // redb will not continue after an I/O error: close it, reopen later.
+        // redb will not continue after an I/O error: close it, reopen later
+        // (a query still holding it delays the reopen until it finishes).
+        self.shared.set(None);
         self.db = None;
         self.back_off();
     }

@@ -41,6 +41,8 @@ pub async fn call(endpoint: Endpoint, cx: &Ctx) -> Result<Resp, ApiError> {
         Endpoint::AddMember => workspaces::add_member(cx).await,
         Endpoint::RemoveMember => workspaces::remove_member(cx).await,
         Endpoint::Audit => audit::list(cx).await,
+        Endpoint::QueryEvents => super::query::events(cx).await,
+        Endpoint::TailEvents => super::tail::tail(cx).await,
     }
 }
 

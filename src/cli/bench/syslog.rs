@@ -29,8 +29,9 @@ use crate::cli::{SyslogBenchArgs, SyslogProto};
 
 /// Bytes written per `write` call over TCP.
 const TCP_BATCH: usize = 64 * 1024;
-/// Smallest message: the header and SD with their counters.
-const MIN_MESSAGE: usize = 96;
+/// Smallest message: room for the longest header and SD (a 7-digit pid, a
+/// 4-digit connection and a 20-digit seq), so every message has its size.
+const MIN_MESSAGE: usize = 128;
 
 pub fn run(args: &SyslogBenchArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.connections > 1024 {

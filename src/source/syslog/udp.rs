@@ -9,8 +9,10 @@
 //! own receiver task.
 //!
 //! A receiver waits until its socket is readable, then takes every waiting
-//! datagram (up to [`MAX_BURST`]) into one block per workspace and hands the
-//! blocks on. It never waits for the pipeline: when the byte budget is spent
+//! datagram (up to [`MAX_BURST`]) into one block per workspace. A block is
+//! handed on once it is large, or at most [`LINGER`] (2 ms) after its first
+//! message when the socket runs dry: a steady trickle of datagrams then
+//! makes a few chunks instead of one per datagram. It never waits for the pipeline: when the byte budget is spent
 //! the block is dropped and its messages counted in
 //! `sluice_events_dropped_overload_total` (an application drop). Datagrams
 //! the kernel drops because the receive buffer was full are counted per
@@ -42,6 +44,10 @@ use crate::store::now_ms;
 pub const MAX_BURST: usize = 4096;
 /// Receive buffer: the largest UDP payload (65,507 bytes over IPv4, 65,527 over IPv6) fits.
 const DATAGRAM_BUF: usize = 64 * 1024;
+/// A block smaller than [`LINGER_BYTES`] is handed on at most this long
+/// after its first message arrived, if no more come to fill it.
+const LINGER: Duration = Duration::from_millis(2);
+const LINGER_BYTES: usize = 64 * 1024;
 /// How often kernel drop counters are read.
 const DROPS_EVERY: Duration = Duration::from_secs(1);
 /// At most one "dropped" warning per listener this often.
@@ -136,6 +142,8 @@ pub async fn serve(sockets: UdpSockets, ctx: Arc<SyslogUdpContext>, shutdown: Ca
         );
     }
     let inodes: Vec<u64> = sockets.sockets.iter().filter_map(|s| socket_inode(s).ok()).collect();
+    // Duplicates keep the sockets (and their kernel drop counters) alive for the last reading.
+    let keep: Vec<_> = sockets.sockets.iter().filter_map(|s| s.try_clone().ok()).collect();
     let mut receivers = JoinSet::new();
     for socket in sockets.sockets {
         match UdpSocket::from_std(socket) {
@@ -153,6 +161,7 @@ pub async fn serve(sockets: UdpSockets, ctx: Arc<SyslogUdpContext>, shutdown: Ca
     watching.cancel();
     let _ = watcher.await;
     read_drops(&inodes, &ctx);
+    drop(keep);
     super::log_summary(&ctx.base);
 }
 
@@ -162,7 +171,11 @@ async fn receive(socket: UdpSocket, ctx: Arc<SyslogUdpContext>, shutdown: Cancel
     let mut batcher = Batcher::new(&ctx.base);
     let mut last_warn: Option<Instant> = None;
     let max = ctx.base.common.max_message_bytes;
+    // When the first message of the waiting block arrived: it is handed on
+    // by LINGER after that at the latest.
+    let mut oldest: Option<tokio::time::Instant> = None;
     loop {
+        let linger = oldest.map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600), |t| t + LINGER);
         let draining = tokio::select! {
             r = socket.readable() => match r {
                 Ok(()) => false,
@@ -171,6 +184,13 @@ async fn receive(socket: UdpSocket, ctx: Arc<SyslogUdpContext>, shutdown: Cancel
                     return;
                 }
             },
+            _ = tokio::time::sleep_until(linger), if oldest.is_some() => {
+                oldest = None;
+                if !flush(&ctx, &mut batcher, &mut last_warn) {
+                    return;
+                }
+                continue;
+            }
             _ = shutdown.cancelled() => true,
         };
         let received_at = now_ms();
@@ -201,6 +221,13 @@ async fn receive(socket: UdpSocket, ctx: Arc<SyslogUdpContext>, shutdown: Cancel
                 return;
             }
         }
+        // A small block waits up to LINGER for more datagrams: under a steady
+        // load that makes a few large chunks instead of many tiny ones.
+        if !draining && empty && batcher.len_bytes() < LINGER_BYTES && !batcher.is_empty() {
+            oldest.get_or_insert_with(tokio::time::Instant::now);
+            continue;
+        }
+        oldest = None;
         // At shutdown, stop once the kernel holds nothing more for this socket.
         if !flush(&ctx, &mut batcher, &mut last_warn) || (draining && empty) {
             return;

@@ -1,0 +1,194 @@
+//! `GET /api/v1/events`: one page of stored events of the token's workspace.
+//!
+//! Parameters (all optional): `workspace` (must be the token's), `since`
+//! (sequence number), `from`/`to` (on `received_at`: unix milliseconds or
+//! RFC 3339), `listener`, `kind`, `q` (substring of any field), `limit`
+//! (1..=1000, default 100), `order` (`asc`|`desc`), `cursor` (the previous
+//! page's `next_cursor`, with the same filters). Unknown parameters are 400
+//! so that a typo never widens a query silently.
+//!
+//! The scan runs on the blocking pool ([`crate::store::query`]).
+
+use http::StatusCode;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::request::Ctx;
+use super::response::{self, Resp};
+use crate::record::Kind;
+use crate::store::StoreError;
+use crate::store::query::{MAX_PAGE, Order, Page, Query};
+
+/// Events per page when `limit` is not given.
+const DEFAULT_LIMIT: usize = 100;
+/// Longest `q` accepted, in bytes.
+const MAX_TEXT: usize = 1024;
+
+pub async fn events(cx: &Ctx) -> Result<Resp, ApiError> {
+    let caller = cx.caller()?;
+    let max_scan = cx.state.config.query_max_scan_rows.0 as u64;
+    let q = parse(cx.query.as_deref().unwrap_or(""), caller.workspace(), max_scan)?;
+    let handle = cx.state.events.clone();
+    let page = match tokio::task::spawn_blocking(move || handle.query(&q)).await {
+        Ok(r) => r.map_err(store_error)?,
+        Err(e) => return Err(ApiError::internal(format!("query task failed: {e}"))),
+    };
+    response::json(StatusCode::OK, &page_json(page))
+}
+
+fn page_json(page: Page) -> Value {
+    let mut m = Map::new();
+    m.insert("events".into(), Value::Array(page.events));
+    if let Some(c) = page.next_cursor {
+        m.insert("next_cursor".into(), json!(c.to_string()));
+    }
+    m.insert("rows_scanned".into(), json!(page.rows_read));
+    if page.scan_limited {
+        m.insert("scan_limited".into(), json!(true));
+    }
+    Value::Object(m)
+}
+
+/// The events database is closed only while the writer recovers from a
+/// failed commit: worth a retry.
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Db { .. } => {
+            tracing::warn!(error = %e, "query failed");
+            ApiError::unavailable("the event store is unavailable; retry shortly")
+        }
+        other => ApiError::from(other),
+    }
+}
+
+/// Parses the query string into a query on the caller's workspace.
+pub(super) fn parse(raw: &str, workspace: u32, max_scan_rows: u64) -> Result<Query, ApiError> {
+    let mut q = Query {
+        workspace,
+        since: None,
+        from_ms: None,
+        to_ms: None,
+        listener: None,
+        kind: None,
+        text: None,
+        limit: DEFAULT_LIMIT,
+        order: Order::Asc,
+        cursor: None,
+        max_scan_rows,
+    };
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| ApiError::invalid(format!("{k}: bad percent-encoding")))?;
+        match k {
+            "workspace" => {
+                if number::<u32>(k, &v)? != workspace {
+                    return Err(ApiError::forbidden(format!("this token is for workspace {workspace}")));
+                }
+            }
+            "since" => q.since = Some(number(k, &v)?),
+            "cursor" => q.cursor = Some(number(k, &v)?),
+            "from" => q.from_ms = Some(time(k, &v)?),
+            "to" => q.to_ms = Some(time(k, &v)?),
+            "listener" => q.listener = Some(v),
+            "kind" => q.kind = Some(kind(&v)?),
+            "q" if v.is_empty() => {}
+            "q" if v.len() > MAX_TEXT => return Err(ApiError::invalid(format!("q: longer than {MAX_TEXT} bytes"))),
+            "q" => q.text = Some(v),
+            "limit" => match number::<usize>(k, &v)? {
+                n @ 1..=MAX_PAGE => q.limit = n,
+                _ => return Err(ApiError::invalid(format!("limit: must be 1..={MAX_PAGE}"))),
+            },
+            "order" => {
+                q.order = match v.as_str() {
+                    "asc" => Order::Asc,
+                    "desc" => Order::Desc,
+                    _ => return Err(ApiError::invalid("order: asc or desc")),
+                }
+            }
+            other => return Err(ApiError::invalid(format!("unknown parameter {other:?}"))),
+        }
+    }
+    if let (Some(f), Some(t)) = (q.from_ms, q.to_ms)
+        && f > t
+    {
+        return Err(ApiError::invalid("from is after to"));
+    }
+    Ok(q)
+}
+
+fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+    v.parse().map_err(|_| ApiError::invalid(format!("{name}: not a valid number: {v:?}")))
+}
+
+/// Unix milliseconds, or an RFC 3339 time.
+fn time(name: &str, v: &str) -> Result<u64, ApiError> {
+    if let Ok(ms) = v.parse::<u64>() {
+        return Ok(ms);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(v)
+        .map_err(|_| ApiError::invalid(format!("{name}: unix milliseconds or RFC 3339, got {v:?}")))?;
+    u64::try_from(t.timestamp_millis()).map_err(|_| ApiError::invalid(format!("{name}: before 1970")))
+}
+
+fn kind(v: &str) -> Result<Kind, ApiError> {
+    [Kind::Event, Kind::Log, Kind::Metric, Kind::Syslog]
+        .into_iter()
+        .find(|k| k.name() == v)
+        .ok_or_else(|| ApiError::invalid("kind: event, log, metric or syslog"))
+}
+
+/// `application/x-www-form-urlencoded` value decoding (`+` is a space);
+/// `None` on a bad escape or bytes that are not UTF-8.
+fn percent_decode(v: &str) -> Option<String> {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_parameter() {
+        let q = parse(
+            "workspace=4&since=10&from=2026-01-01T00:00:00Z&to=1767225600500&listener=syslog_udp&kind=syslog\
+             &q=disk+full%21&limit=7&order=desc&cursor=99",
+            4,
+            50,
+        )
+        .unwrap();
+        assert_eq!((q.workspace, q.since, q.cursor, q.limit, q.order), (4, Some(10), Some(99), 7, Order::Desc));
+        assert_eq!((q.from_ms, q.to_ms), (Some(1_767_225_600_000), Some(1_767_225_600_500)));
+        assert_eq!(
+            (q.listener.as_deref(), q.kind, q.text.as_deref()),
+            (Some("syslog_udp"), Some(Kind::Syslog), Some("disk full!"))
+        );
+        assert_eq!(q.max_scan_rows, 50);
+        let d = parse("", 1, 5).unwrap();
+        assert_eq!((d.limit, d.order, d.text), (DEFAULT_LIMIT, Order::Asc, None));
+    }
+
+    #[test]
+    fn refuses_bad_or_foreign_parameters() {
+        let status = |s: &str| parse(s, 4, 5).unwrap_err().status;
+        assert_eq!(status("workspace=5"), StatusCode::FORBIDDEN);
+        for bad in ["limit=0", "limit=1001", "order=up", "kind=x", "since=-1", "from=yesterday", "q=%zz", "sinse=3"] {
+            assert_eq!(status(bad), StatusCode::BAD_REQUEST, "{bad}");
+        }
+        assert_eq!(status("from=20&to=10"), StatusCode::BAD_REQUEST);
+    }
+}

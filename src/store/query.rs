@@ -1,0 +1,574 @@
+//! Paged queries over one workspace's events, for the admin API.
+//!
+//! Every query is a range scan over `chunks` keyed `(workspace, first_seq)`:
+//!
+//! - a sequence window (`since`, a cursor) seeks straight to the chunk that
+//!   holds the first wanted sequence number;
+//! - a time window (`from`/`to` on `received_at`) is turned into a sequence
+//!   position by a binary search over chunk headers (`chunk::peek`, no
+//!   decompression), then walked; chunks whose `[min, max]` received-at
+//!   range misses the window are skipped on their header alone.
+//!
+//! The binary search assumes received-at times grow with sequence numbers
+//! up to [`TIME_SKEW_MS`]: an event is committed within that long of being
+//! received (the ack timeout and batching delays are far shorter). Starting
+//! and stopping points are widened by that much, so only a clock stepped
+//! back by more than it could hide events from a time window.
+//!
+//! Each page reads one row more than it returns, to know whether another
+//! page exists (no `next_cursor` on the last one). [`Page::rows_read`]
+//! counts every decoded row looked at: for a sequence or time window with
+//! no other filter it is at most the page size plus one chunk. Filters that
+//! can match rarely (`listener`, `kind`, `text`) stop after
+//! [`Query::max_scan_rows`] rows and say so in [`Page::scan_limited`]; the
+//! cursor then continues where the scan stopped.
+//!
+//! The database handle is shared with the writer thread through
+//! [`EventsHandle`]; reads run in their own read transaction (one consistent
+//! snapshot) on the blocking pool, never on the async executor.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use redb::{Database, ReadableDatabase};
+use serde_json::Value;
+
+use super::reader::{StoredEvent, event_json};
+use super::{StoreError, chunk, events};
+use crate::record::{self, Kind};
+
+/// How far received-at times may run out of sequence order, in ms.
+pub const TIME_SKEW_MS: u64 = 10 * 60 * 1000;
+/// Largest page a query may ask for.
+pub const MAX_PAGE: usize = 1000;
+
+/// Commit notices a live tail may fall behind by before it is dropped.
+const NOTICE_BACKLOG: usize = 4096;
+
+/// A chunk the writer has just committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub workspace: u32,
+    pub first_seq: u64,
+    pub count: u32,
+}
+
+/// A shared read handle on `events.redb`, kept current by the writer (which
+/// closes and reopens the database after a failed commit), and the writer's
+/// commit notices for live tails.
+#[derive(Clone, Debug)]
+pub struct EventsHandle {
+    slot: Arc<RwLock<Option<Arc<Database>>>>,
+    path: PathBuf,
+    notices: tokio::sync::broadcast::Sender<Committed>,
+}
+
+impl EventsHandle {
+    /// An empty handle; the writer fills it once the database is open.
+    pub(crate) fn new(path: PathBuf) -> EventsHandle {
+        let (notices, _) = tokio::sync::broadcast::channel(NOTICE_BACKLOG);
+        EventsHandle { slot: Arc::new(RwLock::new(None)), path, notices }
+    }
+
+    /// Announces a commit. Never blocks: a receiver that falls more than
+    /// [`NOTICE_BACKLOG`] notices behind loses the oldest and is told so.
+    pub(crate) fn publish(&self, c: Committed) {
+        let _ = self.notices.send(c);
+    }
+
+    /// Commit notices from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Committed> {
+        self.notices.subscribe()
+    }
+
+    /// Opens `data_dir/events.redb` directly (no daemon holds it).
+    pub fn open(data_dir: &Path, cache_bytes: usize) -> Result<EventsHandle, StoreError> {
+        super::ensure_data_dir(data_dir)?;
+        let path = data_dir.join(super::EVENTS_FILE);
+        let db = events::open(&path, cache_bytes)?;
+        let handle = EventsHandle::new(path);
+        handle.set(Some(Arc::new(db)));
+        Ok(handle)
+    }
+
+    pub(crate) fn set(&self, db: Option<Arc<Database>>) {
+        *self.slot.write().unwrap_or_else(|e| e.into_inner()) = db;
+    }
+
+    fn get(&self) -> Result<Arc<Database>, StoreError> {
+        let db = self.slot.read().unwrap_or_else(|e| e.into_inner()).clone();
+        db.ok_or_else(|| StoreError::db(&self.path, "closed after a failed commit; retry shortly"))
+    }
+
+    /// Runs a query (blocking: call it from the blocking pool).
+    pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
+        let db = self.get()?;
+        let err = |e: &dyn std::fmt::Display| StoreError::db(&self.path, e);
+        let tx = db.begin_read().map_err(|e| err(&e))?;
+        let table = tx.open_table(events::CHUNKS).map_err(|e| err(&e))?;
+        let mut scan = Scan { q, page: Page::default(), want: q.limit.clamp(1, MAX_PAGE) + 1, path: &self.path };
+        match q.order {
+            Order::Asc => scan.asc(&table).map_err(|e| err(&e))?,
+            Order::Desc => scan.desc(&table).map_err(|e| err(&e))?,
+        }
+        let mut page = scan.page;
+        if page.events.len() > q.limit.clamp(1, MAX_PAGE) {
+            // The extra row only tells that another page exists; it starts it.
+            let extra = page.events.pop();
+            page.next_cursor = extra.and_then(|e| e.get("seq").and_then(Value::as_u64));
+        }
+        Ok(page)
+    }
+}
+
+/// Which way to page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Order {
+    #[default]
+    Asc,
+    Desc,
+}
+
+/// One page's worth of filters and position.
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub workspace: u32,
+    /// Only `seq >= since`.
+    pub since: Option<u64>,
+    /// Only `received_at >= from_ms`.
+    pub from_ms: Option<u64>,
+    /// Only `received_at <= to_ms`.
+    pub to_ms: Option<u64>,
+    pub listener: Option<String>,
+    pub kind: Option<Kind>,
+    /// Substring of any stored field's bytes (case-sensitive).
+    pub text: Option<String>,
+    /// Events per page, 1..=[`MAX_PAGE`].
+    pub limit: usize,
+    pub order: Order,
+    /// Where the page starts: a `next_cursor` from the previous page (a
+    /// sequence number: the first one to return, ascending or descending).
+    pub cursor: Option<u64>,
+    /// Most rows one page looks at before it stops.
+    pub max_scan_rows: u64,
+}
+
+/// One page of results.
+#[derive(Debug, Default)]
+pub struct Page {
+    pub events: Vec<Value>,
+    /// Sequence number the next page starts at; `None` on the last page.
+    pub next_cursor: Option<u64>,
+    /// Rows decoded and looked at.
+    pub rows_read: u64,
+    /// True when the page stopped at `max_scan_rows` before it was full.
+    pub scan_limited: bool,
+    /// Chunks skipped on their header (time window) without decoding.
+    pub chunks_skipped: u64,
+    /// Chunks that did not decode (skipped, with a warning).
+    pub damaged_chunks: u64,
+}
+
+type Chunks = redb::ReadOnlyTable<(u32, u64), &'static [u8]>;
+
+struct Scan<'a> {
+    q: &'a Query,
+    page: Page,
+    /// Matching rows to collect: the page size plus one.
+    want: usize,
+    path: &'a Path,
+}
+
+/// Whether to go on after a chunk.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    More,
+    Done,
+}
+
+impl Scan<'_> {
+    /// The lowest and highest sequence numbers the page may return.
+    fn seq_bounds(&self) -> (u64, u64) {
+        let mut lo = self.q.since.unwrap_or(0);
+        let mut hi = u64::MAX;
+        match (self.q.order, self.q.cursor) {
+            (Order::Asc, Some(c)) => lo = lo.max(c),
+            (Order::Desc, Some(c)) => hi = c,
+            (_, None) => {}
+        }
+        (lo, hi)
+    }
+
+    fn asc(&mut self, table: &Chunks) -> Result<(), redb::Error> {
+        let ws = self.q.workspace;
+        let (lo, hi) = self.seq_bounds();
+        let mut start = holding(table, ws, lo)?.unwrap_or(0);
+        if let Some(from) = self.q.from_ms {
+            start = start.max(last_starting_before(table, ws, from.saturating_sub(TIME_SKEW_MS))?.unwrap_or(0));
+        }
+        let stop_after = self.q.to_ms.map(|t| t.saturating_add(TIME_SKEW_MS));
+        for row in table.range((ws, start)..=(ws, hi))? {
+            let (key, value) = row?;
+            let first_seq = key.value().1;
+            let value = value.value();
+            let Some((count, min, max)) = self.header(first_seq, value) else { continue };
+            if first_seq.saturating_add(u64::from(count)) <= lo {
+                continue;
+            }
+            if stop_after.is_some_and(|s| min > s) {
+                break;
+            }
+            if self.misses_window(min, max) {
+                self.page.chunks_skipped += 1;
+                continue;
+            }
+            if self.chunk(first_seq, value, (lo, hi), false) == Flow::Done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn desc(&mut self, table: &Chunks) -> Result<(), redb::Error> {
+        let ws = self.q.workspace;
+        let (lo, hi) = self.seq_bounds();
+        let mut end = hi;
+        if let Some(to) = self.q.to_ms {
+            // Chunks after this one start after `to` + skew: nothing in them is due.
+            match last_starting_before(table, ws, to.saturating_add(TIME_SKEW_MS).saturating_add(1))? {
+                Some(k) => end = end.min(k),
+                None => return Ok(()),
+            }
+        }
+        let stop_below = self.q.from_ms.map(|f| f.saturating_sub(TIME_SKEW_MS));
+        for row in table.range((ws, 0)..=(ws, end))?.rev() {
+            let (key, value) = row?;
+            let first_seq = key.value().1;
+            let value = value.value();
+            let Some((count, min, max)) = self.header(first_seq, value) else { continue };
+            if first_seq.saturating_add(u64::from(count)) <= lo {
+                break;
+            }
+            if stop_below.is_some_and(|s| max < s) {
+                break;
+            }
+            if self.misses_window(min, max) {
+                self.page.chunks_skipped += 1;
+                continue;
+            }
+            if self.chunk(first_seq, value, (lo, hi), true) == Flow::Done {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// The chunk's count and received-at range; `None` (counted) if damaged.
+    fn header(&mut self, first_seq: u64, value: &[u8]) -> Option<(u32, u64, u64)> {
+        match chunk::peek(value) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                self.damaged(first_seq, &e);
+                None
+            }
+        }
+    }
+
+    fn damaged(&mut self, first_seq: u64, why: &dyn std::fmt::Display) {
+        let (path, workspace) = (self.path.display(), self.q.workspace);
+        tracing::warn!(path = %path, workspace, first_seq, "query skips a damaged chunk: {why}");
+        self.page.damaged_chunks += 1;
+    }
+
+    fn misses_window(&self, min: u64, max: u64) -> bool {
+        self.q.from_ms.is_some_and(|f| max < f) || self.q.to_ms.is_some_and(|t| min > t)
+    }
+
+    /// Looks at the rows of one chunk, in page order.
+    fn chunk(&mut self, first_seq: u64, value: &[u8], (lo, hi): (u64, u64), reverse: bool) -> Flow {
+        let decoded = match chunk::decode(value) {
+            Ok(c) => c,
+            Err(e) => {
+                self.damaged(first_seq, &e);
+                return Flow::More;
+            }
+        };
+        if self.q.listener.as_deref().is_some_and(|l| l != decoded.listener) {
+            return Flow::More;
+        }
+        let mut rows = Vec::with_capacity(decoded.count as usize);
+        for rec in record::records(&decoded.block) {
+            match rec {
+                Ok(r) => rows.push(r),
+                Err(e) => {
+                    self.damaged(first_seq, &e);
+                    break;
+                }
+            }
+        }
+        let mut order: Box<dyn Iterator<Item = (usize, record::Record<'_>)>> =
+            if reverse { Box::new(rows.into_iter().enumerate().rev()) } else { Box::new(rows.into_iter().enumerate()) };
+        let filtered = self.q.listener.is_some() || self.q.kind.is_some() || self.q.text.is_some();
+        for (i, record) in &mut order {
+            let seq = first_seq.saturating_add(i as u64);
+            if seq < lo || seq > hi {
+                continue;
+            }
+            if filtered && self.page.rows_read >= self.q.max_scan_rows {
+                // Stop before this row; it is where the next page starts.
+                self.page.scan_limited = true;
+                self.page.next_cursor = Some(seq);
+                return Flow::Done;
+            }
+            self.page.rows_read += 1;
+            let ev = StoredEvent {
+                seq,
+                workspace: self.q.workspace,
+                listener: &decoded.listener,
+                chunk_peer: &decoded.peer,
+                record,
+            };
+            if self.matches(&ev) {
+                self.page.events.push(event_json(&ev));
+                if self.page.events.len() >= self.want {
+                    return Flow::Done;
+                }
+            }
+        }
+        Flow::More
+    }
+
+    fn matches(&self, ev: &StoredEvent<'_>) -> bool {
+        let r = &ev.record;
+        if self.q.from_ms.is_some_and(|f| r.received_at_ms < f) || self.q.to_ms.is_some_and(|t| r.received_at_ms > t) {
+            return false;
+        }
+        if self.q.kind.is_some_and(|k| k != r.kind) {
+            return false;
+        }
+        match &self.q.text {
+            Some(t) => {
+                let finder = memchr::memmem::Finder::new(t.as_bytes());
+                r.fields().any(|(_, bytes)| finder.find(bytes).is_some())
+            }
+            None => true,
+        }
+    }
+}
+
+/// The first sequence number of the chunk holding `seq` (the last chunk
+/// starting at or before it).
+fn holding(table: &Chunks, ws: u32, seq: u64) -> Result<Option<u64>, redb::Error> {
+    Ok(match table.range((ws, 0)..=(ws, seq))?.next_back() {
+        Some(row) => Some(row?.0.value().1),
+        None => None,
+    })
+}
+
+/// Binary search, by sequence number, for the last chunk whose earliest
+/// received-at is before `t` (see the module docs for the ordering assumed).
+/// `None` when even the first chunk is not.
+fn last_starting_before(table: &Chunks, ws: u32, t: u64) -> Result<Option<u64>, redb::Error> {
+    let min_of = |v: &[u8]| chunk::peek(v).map(|h| h.1).unwrap_or(0);
+    let (first, last) = {
+        let mut r = table.range((ws, 0)..=(ws, u64::MAX))?;
+        let first = match r.next() {
+            Some(row) => {
+                let (k, v) = row?;
+                (k.value().1, min_of(v.value()))
+            }
+            None => return Ok(None),
+        };
+        let last = match r.next_back() {
+            Some(row) => row?.0.value().1,
+            None => first.0,
+        };
+        (first, last)
+    };
+    if first.1 >= t {
+        return Ok(None);
+    }
+    let (mut found, mut lo, mut hi) = (first.0, first.0, last.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        let Some(row) = table.range((ws, 0)..=(ws, mid))?.next_back() else { break };
+        let (k, v) = row?;
+        let k = k.value().1;
+        if min_of(v.value()) < t {
+            found = found.max(k);
+            lo = mid + 1;
+        } else {
+            hi = k;
+        }
+    }
+    Ok(Some(found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{BlockBuilder, tag};
+    use crate::store::chunk::ChunkMeta;
+
+    const CHUNK: u64 = 10;
+    const CHUNKS: u64 = 200;
+
+    /// Workspace 1: `CHUNKS` chunks of `CHUNK` logs; event `seq` was received
+    /// at `seq * 1000` ms and has service `s<seq>`; every 7th is an event kind
+    /// and says "needle". Chunks alternate listeners `tcp` and `http`.
+    /// Workspace 2 has one chunk that must never show up.
+    fn sample() -> (tempfile::TempDir, EventsHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let handle = EventsHandle::open(dir.path(), 1 << 20).unwrap();
+        let db = handle.get().unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut t = tx.open_table(events::CHUNKS).unwrap();
+            for (ws, c) in (0..CHUNKS).map(|c| (1u32, c)).chain(std::iter::once((2u32, 0))) {
+                let first = 1 + c * CHUNK;
+                let mut b = BlockBuilder::default();
+                for seq in first..first + CHUNK {
+                    let kind = if seq % 7 == 0 { Kind::Event } else { Kind::Log };
+                    b.begin(kind, seq * 1000);
+                    b.str(tag::SERVICE, &format!("s{seq}"));
+                    b.bytes(tag::PAYLOAD, if seq % 7 == 0 { b"a needle here" } else { b"hay" });
+                    b.end();
+                }
+                let (block, count) = b.finish();
+                let listener = if c % 2 == 0 { "tcp" } else { "http" };
+                let meta = ChunkMeta {
+                    listener,
+                    peer: "10.0.0.1:1",
+                    count,
+                    min_received_ms: first * 1000,
+                    max_received_ms: (first + CHUNK - 1) * 1000,
+                };
+                t.insert((ws, first), chunk::encode(&meta, &block).as_slice()).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        drop(db);
+        (dir, handle)
+    }
+
+    fn query() -> Query {
+        Query {
+            workspace: 1,
+            since: None,
+            from_ms: None,
+            to_ms: None,
+            listener: None,
+            kind: None,
+            text: None,
+            limit: 25,
+            order: Order::Asc,
+            cursor: None,
+            max_scan_rows: 1_000_000,
+        }
+    }
+
+    fn seqs(p: &Page) -> Vec<u64> {
+        p.events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
+    }
+
+    /// Follows cursors to the end; returns every seq and the pages' row counts.
+    fn all_pages(handle: &EventsHandle, mut q: Query) -> (Vec<u64>, Vec<u64>) {
+        let (mut got, mut rows) = (Vec::new(), Vec::new());
+        loop {
+            let page = handle.query(&q).unwrap();
+            got.extend(seqs(&page));
+            rows.push(page.rows_read);
+            match page.next_cursor {
+                Some(c) => q.cursor = Some(c),
+                None => return (got, rows),
+            }
+            assert!(rows.len() < 1000, "cursor loops");
+        }
+    }
+
+    #[test]
+    fn pages_ascending_and_descending_cover_everything_once() {
+        let (_dir, h) = sample();
+        let total = CHUNK * CHUNKS;
+        let (asc, rows) = all_pages(&h, Query { limit: 100, ..query() });
+        assert_eq!(asc, (1..=total).collect::<Vec<_>>());
+        assert!(rows.iter().all(|r| *r <= 100 + CHUNK), "{rows:?}");
+        let (desc, _) = all_pages(&h, Query { limit: 33, order: Order::Desc, ..query() });
+        assert_eq!(desc, (1..=total).rev().collect::<Vec<_>>());
+        // The last page has no cursor even when it is exactly full.
+        let last = h.query(&Query { since: Some(total - 99), limit: 100, ..query() }).unwrap();
+        assert_eq!((last.events.len(), last.next_cursor), (100, None));
+        // Another workspace is not visible, and an unknown one is empty.
+        assert_eq!(seqs(&h.query(&Query { workspace: 2, limit: 1000, ..query() }).unwrap()).len(), 10);
+        assert!(h.query(&Query { workspace: 3, ..query() }).unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn a_sequence_window_reads_at_most_a_page_plus_one_chunk() {
+        let (_dir, h) = sample();
+        let page = h.query(&Query { since: Some(1005), limit: 50, ..query() }).unwrap();
+        assert_eq!(seqs(&page), (1005..1055).collect::<Vec<_>>());
+        assert_eq!(page.next_cursor, Some(1055));
+        assert!(page.rows_read <= 50 + CHUNK, "read {} rows", page.rows_read);
+        let page = h.query(&Query { since: Some(500), cursor: Some(1200), order: Order::Desc, ..query() }).unwrap();
+        assert_eq!(seqs(&page), (1176..=1200).rev().collect::<Vec<_>>());
+        assert!(page.rows_read <= 25 + CHUNK, "read {} rows", page.rows_read);
+        // `since` bounds a descending scan from below.
+        let (desc, _) = all_pages(&h, Query { since: Some(1990), order: Order::Desc, ..query() });
+        assert_eq!(desc, (1990..=2000).rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_time_window_seeks_and_reads_at_most_a_page_plus_one_chunk() {
+        let (_dir, h) = sample();
+        let (from, to) = (1_234_000, 1_500_000);
+        let page = h.query(&Query { from_ms: Some(from), to_ms: Some(to), limit: 20, ..query() }).unwrap();
+        assert_eq!(seqs(&page), (1234..1254).collect::<Vec<_>>());
+        assert!(page.rows_read <= 20 + CHUNK, "read {} rows", page.rows_read);
+        let desc = Query { from_ms: Some(from), to_ms: Some(to), limit: 20, order: Order::Desc, ..query() };
+        let page = h.query(&desc).unwrap();
+        assert_eq!(seqs(&page), (1481..=1500).rev().collect::<Vec<_>>());
+        assert!(page.rows_read <= 20 + CHUNK, "read {} rows", page.rows_read);
+        let (asc, rows) = all_pages(&h, Query { from_ms: Some(from), to_ms: Some(to), limit: 100, ..query() });
+        assert_eq!(asc, (1234..=1500).collect::<Vec<_>>());
+        assert!(rows.iter().all(|r| *r <= 100 + CHUNK), "{rows:?}");
+        let (desc, _) = all_pages(&h, desc);
+        assert_eq!(desc, (1234..=1500).rev().collect::<Vec<_>>());
+        // Outside everything stored.
+        assert!(h.query(&Query { from_ms: Some(10_000_000), ..query() }).unwrap().events.is_empty());
+        let before = Query { to_ms: Some(500), order: Order::Desc, ..query() };
+        assert!(h.query(&before).unwrap().events.is_empty());
+    }
+
+    #[test]
+    fn filters_by_kind_listener_and_text() {
+        let (_dir, h) = sample();
+        let (needles, _) = all_pages(&h, Query { text: Some("needle".into()), ..query() });
+        assert_eq!(needles, (1..=2000).filter(|s| s % 7 == 0).collect::<Vec<_>>());
+        let (events, _) = all_pages(&h, Query { kind: Some(Kind::Event), order: Order::Desc, ..query() });
+        assert_eq!(events, (1..=2000).rev().filter(|s| s % 7 == 0).collect::<Vec<_>>());
+        // Chunk c (seqs 10c+1..=10c+10) came through http when c is odd.
+        let (http, _) = all_pages(&h, Query { listener: Some("http".into()), ..query() });
+        assert_eq!(http, (1..=2000).filter(|s| ((s - 1) / 10) % 2 == 1).collect::<Vec<_>>());
+        let page = h.query(&Query { text: Some("s1234".into()), ..query() }).unwrap();
+        assert_eq!(seqs(&page), vec![1234]);
+        assert_eq!(page.events[0]["service"], "s1234");
+    }
+
+    #[test]
+    fn a_text_search_stops_at_the_scan_limit_and_says_so() {
+        let (_dir, h) = sample();
+        let q = Query { text: Some("s1999".into()), max_scan_rows: 500, ..query() };
+        let page = h.query(&q).unwrap();
+        assert!(page.events.is_empty());
+        assert!(page.scan_limited);
+        assert_eq!((page.rows_read, page.next_cursor), (500, Some(501)));
+        // Following the cursor finds it, never reading more than the limit per page.
+        let (found, rows) = all_pages(&h, q);
+        assert_eq!(found, vec![1999]);
+        assert!(rows.iter().all(|r| *r <= 500), "{rows:?}");
+        // Without a filter the limit does not apply: a window is bounded anyway.
+        let page = h.query(&Query { limit: 1000, max_scan_rows: 10, ..query() }).unwrap();
+        assert_eq!((page.events.len(), page.scan_limited), (1000, false));
+    }
+}
