@@ -24,12 +24,23 @@ fn dir() -> (tempfile::TempDir, std::path::PathBuf) {
 /// Sends `BATCHES` acked batches of `PER_BATCH` events named `e<i>` (every
 /// 9th says "needle" in its payload); returns the acked sequence numbers.
 async fn ingest(tcp: &str, key: &[u8; 16]) -> Vec<u64> {
+    ingest_padded(tcp, key, 0).await
+}
+
+/// [`ingest`] with `pad` more bytes in every payload.
+async fn ingest_padded(tcp: &str, key: &[u8; 16], pad: usize) -> Vec<u64> {
     let mut c = AckedClient::connect(tcp).await.unwrap();
     let mut seqs = Vec::new();
     for b in 0..BATCHES {
         let names: Vec<String> = (0..PER_BATCH).map(|i| format!("e{}", b * PER_BATCH + i)).collect();
         let payloads: Vec<String> = (0..PER_BATCH)
-            .map(|i| if (b * PER_BATCH + i) % 9 == 0 { r#"{"w":"needle"}"#.into() } else { r#"{"w":"hay"}"#.into() })
+            .map(|i| {
+                if (b * PER_BATCH + i).is_multiple_of(9) {
+                    r#"{"w":"needle"}"#.into()
+                } else {
+                    format!(r#"{{"w":"hay","pad":"{}"}}"#, "x".repeat(pad))
+                }
+            })
             .collect();
         let events: Vec<EventParams<'_>> = (0..PER_BATCH as usize)
             .map(|i| EventParams {
@@ -155,6 +166,8 @@ fn query_routes_count_against_the_token_rate_limit() {
 fn open_tail(admin: std::net::SocketAddr, token: &str, query: &str) -> std::io::BufReader<std::net::TcpStream> {
     use std::io::{BufRead, Write};
     let mut s = std::net::TcpStream::connect(admin).unwrap();
+    // A stuck stream fails the test instead of hanging it.
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
     write!(s, "GET /api/v1/events/tail?{query} HTTP/1.0\r\nAuthorization: Bearer {token}\r\n\r\n").unwrap();
     let mut r = std::io::BufReader::new(s);
     let mut status = String::new();
@@ -188,6 +201,7 @@ fn read_events(r: &mut impl std::io::BufRead, n: usize) -> (Vec<Value>, Vec<Stri
             }
         } else if let Some(name) = line.strip_prefix("event: ") {
             named.push(name.trim_end().to_owned());
+            break;
         }
     }
     (events, named)
@@ -233,14 +247,33 @@ async fn a_slow_tail_is_dropped_with_a_notice_and_never_slows_ingest() {
     let started = std::time::Instant::now();
     let mut acked = 0;
     for _ in 0..30 {
-        acked += ingest(&daemon.tcp.to_string(), &key).await.len();
+        acked += ingest_padded(&daemon.tcp.to_string(), &key, 4096).await.len();
     }
     let took = started.elapsed();
     eprintln!("{acked} events acked in {took:?} with a stalled tail open");
-    let (got, named) = tokio::task::spawn_blocking(move || read_events(&mut stalled, usize::MAX)).await.unwrap();
+    // Stay stalled past the server's 5 s patience with a full buffer.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let (got, named) = tokio::task::spawn_blocking(move || read_events(&mut stalled, acked)).await.unwrap();
     assert_eq!(named, ["dropped"], "after {} events", got.len());
     assert!(got.len() < acked, "the stalled tail was cut short");
     let metrics = api.get("/metrics", None).unwrap().body;
     assert!(metrics.contains("sluice_tails_dropped_total 1"), "{metrics}");
+    // A reader that keeps up gets a replay far larger than the buffer.
+    let mut replay = open_tail(daemon.admin.unwrap(), &token, "since=1");
+    let (got, named) = tokio::task::spawn_blocking(move || read_events(&mut replay, acked)).await.unwrap();
+    assert_eq!((got.len(), named.len()), (acked, 0));
     drop(daemon);
+}
+
+#[test]
+fn shutdown_ends_an_open_tail_with_a_notice() {
+    let (_t, data) = dir();
+    let (daemon, api) = start_admin(&data, "");
+    let token = setup(&api)["token"].as_str().unwrap().to_owned();
+    let mut tail = open_tail(daemon.admin.unwrap(), &token, "");
+    let stopping = std::thread::spawn(move || daemon.stop());
+    let (events, named) = read_events(&mut tail, usize::MAX);
+    assert!(events.is_empty());
+    assert_eq!(named, ["shutdown"]);
+    assert!(stopping.join().unwrap().success(), "the daemon stops cleanly with a tail open");
 }

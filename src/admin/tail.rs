@@ -8,9 +8,9 @@
 //! ```
 //!
 //! Each event is `id: SEQ` + `data: JSON`. A reader that does not keep up is
-//! dropped, never waited for: when the channel to it is all but full, or the
-//! tail task itself falls [`crate::store::query`]'s notice backlog behind,
-//! the stream ends with `event: dropped`. Shutdown ends it with
+//! dropped; ingest never waits for it: when the channel to it stays full for
+//! [`SLOW_READER`], or the tail task falls the writer's notice backlog
+//! behind, the stream ends with `event: dropped`. Shutdown ends it with
 //! `event: shutdown`. A comment line every [`KEEPALIVE`] keeps proxies from
 //! timing the stream out and notices a client that went away.
 
@@ -27,6 +27,10 @@ use crate::store::query::{Committed, EventsHandle, MAX_PAGE, Query};
 /// SSE frames buffered per reader before it counts as slow.
 const TAIL_BUFFER: usize = 1024;
 const KEEPALIVE: Duration = Duration::from_secs(15);
+/// How long a reader may leave a full buffer untouched before it is dropped.
+const SLOW_READER: Duration = Duration::from_secs(5);
+/// How often a full buffer is looked at again.
+const FULL_POLL: Duration = Duration::from_millis(10);
 
 pub async fn tail(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
@@ -70,6 +74,10 @@ impl Feed {
     async fn run(mut self, mut notices: broadcast::Receiver<Committed>, shutdown: tokio_util::sync::CancellationToken) {
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
+        // A first frame, so the client sees the stream open before any commit.
+        if self.push(Bytes::from_static(b": open\n\n")).await.is_err() {
+            return;
+        }
         let end = loop {
             if self.q.since.is_some()
                 && let Err(end) = self.catch_up().await
@@ -79,7 +87,7 @@ impl Feed {
             tokio::select! {
                 _ = shutdown.cancelled() => break End::Shutdown,
                 _ = keepalive.tick() => {
-                    if let Err(end) = self.push(Bytes::from_static(b": keepalive\n\n")) {
+                    if let Err(end) = self.push(Bytes::from_static(b": keepalive\n\n")).await {
                         break end;
                     }
                 }
@@ -112,7 +120,7 @@ impl Feed {
             let mut last = None;
             for ev in &page.events {
                 let seq = ev.get("seq").and_then(serde_json::Value::as_u64).unwrap_or(0);
-                self.push(Bytes::from(format!("id: {seq}\ndata: {ev}\n\n")))?;
+                self.push(Bytes::from(format!("id: {seq}\ndata: {ev}\n\n"))).await?;
                 last = Some(seq);
             }
             if let Some(seq) = last {
@@ -130,13 +138,20 @@ impl Feed {
         }
     }
 
-    /// Queues one frame, keeping the last slot for the drop notice.
-    fn push(&self, frame: Bytes) -> Result<(), End> {
-        if self.tx.is_closed() {
-            return Err(End::Gone);
-        }
-        if self.tx.capacity() <= 1 {
-            return Err(End::Dropped("reader too slow"));
+    /// Queues one frame, keeping the last slot for the drop notice. A reader
+    /// that takes nothing for [`SLOW_READER`] while the buffer is full is
+    /// dropped (a backlog being replayed waits that long, live data too:
+    /// the writer is never waited for, the broadcast backlog bounds the rest).
+    async fn push(&self, frame: Bytes) -> Result<(), End> {
+        let deadline = tokio::time::Instant::now() + SLOW_READER;
+        while self.tx.capacity() <= 1 {
+            if self.tx.is_closed() {
+                return Err(End::Gone);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(End::Dropped("reader too slow"));
+            }
+            tokio::time::sleep(FULL_POLL).await;
         }
         self.tx.try_send(frame).map_err(|_| End::Gone)
     }
