@@ -117,3 +117,25 @@ async fn drain_timeout_bounds_shutdown_while_a_client_keeps_sending() {
     // Everything acknowledged before the cut is stored.
     assert!(export(&data).len() as u64 >= sent);
 }
+
+/// Regression: a peer that sends acked frames but never reads its acks
+/// filled the ack queue, and shutdown waited for it forever, past the drain
+/// deadline.
+#[test]
+fn a_peer_that_never_reads_acks_cannot_hold_shutdown_past_the_drain_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(&dir.path().join("data"), "[pipeline]\ndrain_timeout = \"1s\"");
+    let mut stream = std::net::TcpStream::connect(daemon.tcp).unwrap();
+    stream.set_write_timeout(Some(Duration::from_millis(300))).unwrap();
+    // Malformed acked frames: each is answered, none of the answers is read.
+    let mut wire = Vec::new();
+    for id in 0..20_000u64 {
+        encode_acked(&AckedHeader { producer: [1; 16], batch_id: id }, b"not a batch", &mut wire);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && stream.write_all(&wire).is_ok() {}
+    let started = Instant::now();
+    assert!(daemon.stop().success());
+    assert!(started.elapsed() < Duration::from_secs(8), "stopped {:?} after SIGTERM", started.elapsed());
+    drop(stream);
+}

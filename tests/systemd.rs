@@ -51,7 +51,9 @@ fn ready_watchdog_and_stopping_are_sent_over_notify_socket() {
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut buf = [0u8; 512];
-    while Instant::now() < deadline && !(seen.contains(&"READY=1".to_string()) && seen.contains(&"WATCHDOG=1".to_string())) {
+    while Instant::now() < deadline
+        && !(seen.contains(&"READY=1".to_string()) && seen.contains(&"WATCHDOG=1".to_string()))
+    {
         if let Ok(n) = socket.recv(&mut buf) {
             seen.extend(String::from_utf8_lossy(&buf[..n]).lines().map(str::to_string));
         }

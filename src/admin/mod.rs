@@ -18,11 +18,11 @@ pub mod dispatch;
 pub mod error;
 pub mod handlers;
 pub mod query;
-pub mod tail;
 pub mod request;
 pub mod response;
 pub mod routes;
 pub mod state;
+pub mod tail;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;

@@ -3,8 +3,8 @@
 
 pub mod apikeys;
 pub mod bench;
-pub mod export;
 pub mod credentials;
+pub mod export;
 pub mod http;
 pub mod login;
 pub(crate) mod prompt;

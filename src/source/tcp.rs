@@ -170,7 +170,8 @@ impl Connection {
             if self.pending_permit.is_none()
                 && let Some(len) = self.decoder.pending_payload(&self.buf)
             {
-                self.pending_permit = Some(self.ctx.pipeline.reserve(len).await);
+                let Some(permit) = self.reserve(len).await else { return End::Aborted };
+                self.pending_permit = Some(permit);
             }
             if self.buf.capacity() - self.buf.len() < READ_CHUNK {
                 self.buf.reserve(READ_CHUNK);
@@ -233,7 +234,10 @@ impl Connection {
     async fn on_batch(&mut self, bytes: Bytes, acked: Option<AckedHeader>) -> Flow {
         let permit = match self.pending_permit.take() {
             Some(p) => p,
-            None => self.ctx.pipeline.reserve(bytes.len()).await,
+            None => match self.reserve(bytes.len()).await {
+                Some(p) => p,
+                None => return Flow::Close(End::Aborted),
+            },
         };
         let view = match tell::decode_batch(&bytes) {
             Ok(v) => v,
@@ -331,20 +335,42 @@ impl Connection {
             self.acks = Some((tx, task));
         }
         if let Some((tx, _)) = &self.acks {
-            // If the writer is gone the peer has hung up; replies are moot.
-            let _ = tx.send(pending).await;
+            // A peer that does not read its acks fills this queue; the drain
+            // deadline must still end the connection.
+            tokio::select! {
+                // If the writer is gone the peer has hung up; replies are moot.
+                _ = tx.send(pending) => {}
+                _ = self.ctx.abort.cancelled() => {}
+            }
+        }
+    }
+
+    /// Takes budget for `len` bytes; `None` once the drain deadline has passed.
+    async fn reserve(&self, len: usize) -> Option<Permit> {
+        tokio::select! {
+            p = self.ctx.pipeline.reserve(len) => Some(p),
+            _ = self.ctx.abort.cancelled() => None,
         }
     }
 
     /// Waits for the commits of what this connection handed on, and for the
     /// ack writer to write every reply.
     async fn finish(&mut self) {
+        let abort = self.ctx.abort.clone();
         if let Some(rx) = self.last_commit.take() {
-            let _ = tokio::time::timeout(self.ctx.ack_timeout, rx).await;
+            tokio::select! {
+                _ = tokio::time::timeout(self.ctx.ack_timeout, rx) => {}
+                _ = abort.cancelled() => {}
+            }
         }
-        if let Some((tx, task)) = self.acks.take() {
+        if let Some((tx, mut task)) = self.acks.take() {
             drop(tx);
-            let _ = task.await;
+            // The ack writer blocks on a peer that stops reading: at the drain
+            // deadline it is cut off (its batches are committed regardless).
+            tokio::select! {
+                _ = &mut task => {}
+                _ = abort.cancelled() => task.abort(),
+            }
         }
     }
 }

@@ -31,10 +31,10 @@ mod audit;
 mod secrets;
 mod sessions;
 mod setup;
-mod users;
-mod workspaces;
 #[cfg(test)]
 mod tests_admin;
+mod users;
+mod workspaces;
 
 pub use audit::{AuditEntry, AuditQuery, MAX_AUDIT_ENTRIES};
 pub use sessions::Session;

@@ -6,8 +6,8 @@ use flatbuffers::{FlatBufferBuilder, WIPOffset};
 use proptest::prelude::*;
 use tell_encoding::{
     BatchParams, EventParams, EventType, HistogramParams, LabelParam, LogEntryParams, LogEventType, LogLevel,
-    MetricEntryParams, MetricType, SchemaType, Temporality, encode_batch, encode_event_data_into,
-    encode_log_data_into, encode_metric_data_into,
+    MetricEntryParams, MetricType, SchemaType, Temporality, encode_batch, encode_event_data_into, encode_log_data_into,
+    encode_metric_data_into,
 };
 
 const KEY: [u8; 16] = *b"0123456789abcdef";

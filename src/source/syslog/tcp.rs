@@ -199,7 +199,11 @@ impl Connection {
         for pending in self.batcher.drain(&self.ctx.base) {
             let permit = match self.permit.take() {
                 Some(p) => p,
-                None => self.ctx.base.pipeline.reserve(pending.chunk.len()).await,
+                // Past the drain deadline a stuck pipeline must not hold the connection.
+                None => tokio::select! {
+                    p = self.ctx.base.pipeline.reserve(pending.chunk.len()) => p,
+                    _ = self.ctx.abort.cancelled() => return Err(()),
+                },
             };
             pending.submit(&self.ctx.base, permit).map_err(|_| ())?;
         }
