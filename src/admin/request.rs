@@ -20,7 +20,6 @@ use crate::config::AdminConfig;
 /// Longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
 /// Most `X-Forwarded-For` entries looked at.
-const MAX_FORWARDED_HOPS: usize = 16;
 
 /// One request, ready for a handler.
 pub struct Ctx {
@@ -59,22 +58,7 @@ impl Ctx {
 /// The client: the peer, or — when the peer is a trusted proxy — the
 /// right-most `X-Forwarded-For` address that is not itself a trusted proxy.
 pub fn client_ip(config: &AdminConfig, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-    if !config.trusts(peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    for ip in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
-        if !config.trusts(*ip) {
-            return *ip;
-        }
-    }
-    hops.first().copied().unwrap_or(peer)
+    crate::auth::client_ip::client_ip(peer, headers, |ip| config.trusts(ip))
 }
 
 pub fn user_agent(headers: &HeaderMap) -> String {

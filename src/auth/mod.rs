@@ -1,5 +1,6 @@
 //! Authentication.
 //!
+//! - [`client_ip`]: the client's address, behind trusted proxies.
 //! - [`keys`]: streaming keys. Clients send 16 raw key bytes (shown to people
 //!   as 32 hex characters); the daemon keeps only SHA-256 digests in a
 //!   [`keys::KeyRegistry`] built from the control store, so checking a key is
@@ -11,6 +12,7 @@
 //! - [`session`]: live sessions in memory and the per-request token check.
 //! - [`ratelimit`]: per-IP and per-token limits (governor) with bounded memory.
 
+pub mod client_ip;
 #[doc(hidden)]
 pub mod fuzz_support;
 pub mod jwt;

@@ -6,8 +6,6 @@
 //! cannot always set headers). The first one present decides: a malformed
 //! header is refused even if a good token follows.
 
-use std::net::IpAddr;
-
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
@@ -15,7 +13,6 @@ use super::reply::Refused;
 use crate::auth::keys::{KEY_LEN, parse_hex_key};
 
 /// `X-Forwarded-For` entries looked at, from the right.
-const MAX_FORWARDED_HOPS: usize = 8;
 
 /// The raw key of a request, or why there is none.
 pub fn request_key(headers: &HeaderMap, query: Option<&str>, allow_query: bool) -> Result<[u8; KEY_LEN], Refused> {
@@ -53,27 +50,6 @@ pub fn query_param<'q>(query: Option<&'q str>, name: &str) -> Option<&'q str> {
     query?.split('&').filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
-/// The client: the peer, or — when the peer is a trusted proxy — the
-/// right-most `X-Forwarded-For` address that is not itself trusted.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusts: impl Fn(IpAddr) -> bool) -> IpAddr {
-    if !trusts(peer) {
-        return peer;
-    }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    for ip in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
-        if !trusts(*ip) {
-            return *ip;
-        }
-    }
-    hops.first().copied().unwrap_or(peer)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,15 +77,5 @@ mod tests {
         assert_eq!(codes(request_key(&HeaderMap::new(), None, true)), "missing_key");
         assert_eq!(codes(request_key(&headers(&[("authorization", "Basic abc")]), Some(&q), true)), "invalid_key");
         assert_eq!(codes(request_key(&headers(&[("x-api-key", "short")]), None, true)), "invalid_key");
-    }
-
-    #[test]
-    fn forwarded_for_counts_only_from_trusted_proxies() {
-        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
-        let trusts = |ip: IpAddr| ip == proxy;
-        let h = headers(&[("x-forwarded-for", "1.2.3.4, 5.6.7.8")]);
-        assert_eq!(client_ip("9.9.9.9".parse().unwrap(), &h, trusts), "9.9.9.9".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(proxy, &h, trusts), "5.6.7.8".parse::<IpAddr>().unwrap());
-        assert_eq!(client_ip(proxy, &HeaderMap::new(), trusts), proxy);
     }
 }

@@ -11,11 +11,12 @@ use http::{HeaderValue, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::HttpContext;
-use super::auth::{client_ip, query_param, request_key};
+use super::auth::{query_param, request_key};
 use super::body::{self, Budget};
 use super::cors::Cors;
 use super::ingest::{self, Route};
 use super::reply::{Refused, Resp, add_rate_headers};
+use crate::auth::client_ip::client_ip;
 use crate::auth::ratelimit::Verdict;
 use crate::metrics::Refusal;
 
