@@ -3,7 +3,7 @@
 //! with the real fsync, on the disk the temp dir lives on.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::metrics::Metrics;
@@ -57,7 +57,6 @@ fn store_append(c: &mut Criterion) {
                         chunk: chunk.clone(),
                         dedup: None,
                         reply: Some(tx),
-                        queued_at: Instant::now(),
                         permit,
                     };
                     pipeline.submit(batch).expect("writer running");

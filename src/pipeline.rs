@@ -12,7 +12,6 @@
 //! for that many, so a send with a permit in hand never blocks.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
@@ -45,8 +44,6 @@ pub struct Batch {
     pub dedup: Option<AckedHeader>,
     /// Where to report the outcome, for sources that answer their clients.
     pub reply: Option<oneshot::Sender<Outcome>>,
-    /// When the source handed the batch on.
-    pub queued_at: Instant,
     /// Bytes held against the budget until the batch is dropped.
     pub permit: Permit,
 }
@@ -131,7 +128,7 @@ mod tests {
 
     fn batch(p: &Pipeline, permit: Permit) -> Batch {
         let _ = p;
-        Batch { workspace: 1, count: 0, chunk: Vec::new(), dedup: None, reply: None, queued_at: Instant::now(), permit }
+        Batch { workspace: 1, count: 0, chunk: Vec::new(), dedup: None, reply: None, permit }
     }
 
     #[tokio::test]

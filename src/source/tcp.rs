@@ -258,15 +258,7 @@ impl Connection {
             }
         };
         let (tx, rx) = oneshot::channel();
-        let batch = Batch {
-            workspace: key.workspace,
-            count,
-            chunk,
-            dedup: acked,
-            reply: Some(tx),
-            queued_at: std::time::Instant::now(),
-            permit,
-        };
+        let batch = Batch { workspace: key.workspace, count, chunk, dedup: acked, reply: Some(tx), permit };
         if self.ctx.pipeline.submit(batch).is_err() {
             self.refuse(Refusal::Unavailable, acked).await;
             return Flow::Close(End::PipelineClosed);

@@ -426,8 +426,8 @@ mod tests {
             let mut chunk = tag.as_bytes().to_vec();
             chunk.resize(len.max(tag.len()), PAD as u8);
             let permit = self.pipeline.try_reserve(chunk.len()).expect("budget");
-            let (workspace, count, queued_at) = (WS, EVENTS_PER_BATCH, Instant::now());
-            let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), queued_at, permit };
+            let (workspace, count) = (WS, EVENTS_PER_BATCH);
+            let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), permit };
             self.pipeline.submit(batch).expect("writer running");
             rx
         }

@@ -141,15 +141,7 @@ async fn commit(
     let chunk = chunk::encode(&meta, block.finished());
     let permit = budget.take_permit().ok_or_else(|| Refused::unavailable("no pipeline budget held"))?;
     let (tx, rx) = oneshot::channel();
-    let batch = Batch {
-        workspace: req.key.workspace,
-        count,
-        chunk,
-        dedup: None,
-        reply: Some(tx),
-        queued_at: std::time::Instant::now(),
-        permit,
-    };
+    let batch = Batch { workspace: req.key.workspace, count, chunk, dedup: None, reply: Some(tx), permit };
     ctx.pipeline.submit(batch).map_err(|_| Refused::unavailable("the daemon is stopping; retry"))?;
     match tokio::time::timeout(ctx.ack_timeout, rx).await {
         Ok(Ok(Outcome::Stored { first_seq, .. } | Outcome::Duplicate { first_seq, .. })) => Ok(first_seq),

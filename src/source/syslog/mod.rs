@@ -203,15 +203,8 @@ impl Pending {
     /// Hands the chunk on with `permit`, counting its messages as received.
     pub fn submit(self, ctx: &SyslogContext, permit: Permit) -> Result<(), Closed> {
         ctx.metrics.events_received.fetch_add(u64::from(self.count), Ordering::Relaxed);
-        let batch = Batch {
-            workspace: self.workspace,
-            count: self.count,
-            chunk: self.chunk,
-            dedup: None,
-            reply: None,
-            queued_at: std::time::Instant::now(),
-            permit,
-        };
+        let batch =
+            Batch { workspace: self.workspace, count: self.count, chunk: self.chunk, dedup: None, reply: None, permit };
         ctx.pipeline.submit(batch)
     }
 }
