@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::error::ApiError;
 use super::handlers;
 use super::request::{Ctx, client_ip, read_body, user_agent};
-use super::response::{self, Resp, add_rate_headers};
+use super::response::{self, Resp};
 use super::routes::{self, Access, Found, Params, Route};
 use super::state::AdminState;
 use crate::auth::ratelimit::Verdict;
@@ -40,7 +40,7 @@ pub async fn handle(state: Arc<AdminState>, req: Request<Incoming>, peer: Socket
     let result = serve(&state, route, params, parts, body, ip, &mut verdict).await;
     let mut resp = result.unwrap_or_else(|e| response::error(&e));
     if let Some(v) = verdict {
-        add_rate_headers(&mut resp, &v);
+        v.write_headers(resp.headers_mut());
     }
     resp
 }

@@ -11,7 +11,6 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::error::ApiError;
-use crate::auth::ratelimit::Verdict;
 
 pub type Resp = Response<Body>;
 
@@ -75,15 +74,4 @@ fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> R
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
-}
-
-/// Adds `X-RateLimit-Limit`, `-Remaining`, `-Reset` and, on refusal, `Retry-After`.
-pub fn add_rate_headers(resp: &mut Resp, v: &Verdict) {
-    let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from(v.limit));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(v.remaining));
-    h.insert("x-ratelimit-reset", HeaderValue::from(v.reset_secs));
-    if let Some(retry) = v.retry_after_secs {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
-    }
 }

@@ -31,6 +31,19 @@ pub struct Verdict {
     pub retry_after_secs: Option<u64>,
 }
 
+impl Verdict {
+    /// Writes `X-RateLimit-Limit`, `-Remaining`, `-Reset` and, on refusal, `Retry-After`.
+    pub fn write_headers(&self, h: &mut http::HeaderMap) {
+        use http::header::{HeaderValue, RETRY_AFTER};
+        h.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        h.insert("x-ratelimit-reset", HeaderValue::from(self.reset_secs));
+        if let Some(retry) = self.retry_after_secs {
+            h.insert(RETRY_AFTER, HeaderValue::from(retry));
+        }
+    }
+}
+
 /// One limit ("N requests per minute per key").
 pub struct Limiter<K: Hash + Eq + Clone> {
     inner: Keyed<K>,

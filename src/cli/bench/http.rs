@@ -111,17 +111,7 @@ impl Stats {
 /// Runs the bench on its own runtime and prints the JSON line, also when it fails.
 pub fn run(args: &HttpBenchArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(args)?;
-    let threads = match std::env::var("SLUICE_BENCH_THREADS") {
-        Ok(v) => {
-            v.parse::<usize>().ok().filter(|n| (1..=64).contains(n)).context("SLUICE_BENCH_THREADS must be 1..=64")?
-        }
-        Err(_) => 1,
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-        .context("starting the bench runtime")?;
+    let runtime = super::runtime()?;
     let (stats, seconds, result) = runtime.block_on(bench(&settings));
     println!("{}", stats.json_line(seconds));
     if let (Some(p50), Some(max)) = (stats.latency_us.quantile(0.5), stats.latency_us.quantile(1.0)) {

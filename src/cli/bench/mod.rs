@@ -104,21 +104,27 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// `sluice bench tcp`: runs the bench on its own small runtime and prints
-/// the JSON line, also when the run fails.
-pub fn run_tcp(args: &TcpBenchArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_args(args)?;
+/// A small runtime for a load generator: one worker unless
+/// `SLUICE_BENCH_THREADS` says otherwise, so the bench leaves the daemon room.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let threads = match std::env::var("SLUICE_BENCH_THREADS") {
         Ok(v) => {
             v.parse::<usize>().ok().filter(|n| (1..=64).contains(n)).context("SLUICE_BENCH_THREADS must be 1..=64")?
         }
         Err(_) => 1,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
         .build()
-        .context("starting the bench runtime")?;
+        .context("starting the bench runtime")
+}
+
+/// `sluice bench tcp`: runs the bench on its own small runtime and prints
+/// the JSON line, also when the run fails.
+pub fn run_tcp(args: &TcpBenchArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args)?;
+    let runtime = runtime()?;
     let (report, result) = runtime.block_on(bench(&settings));
     println!("{}", report.json_line());
     report.summarise();

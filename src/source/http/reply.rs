@@ -7,7 +7,6 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
-use crate::auth::ratelimit::Verdict;
 use crate::codec::jsonl::{ItemOutcome, ItemProblem, Position};
 use crate::metrics::Refusal;
 
@@ -134,17 +133,6 @@ pub fn json_response(status: StatusCode, value: &Value) -> Resp {
     *r.status_mut() = status;
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
-}
-
-/// Adds `X-RateLimit-Limit`, `-Remaining`, `-Reset` (and `Retry-After` on refusal).
-pub fn add_rate_headers(resp: &mut Resp, v: &Verdict) {
-    let h = resp.headers_mut();
-    h.insert("x-ratelimit-limit", HeaderValue::from(v.limit));
-    h.insert("x-ratelimit-remaining", HeaderValue::from(v.remaining));
-    h.insert("x-ratelimit-reset", HeaderValue::from(v.reset_secs));
-    if let Some(retry) = v.retry_after_secs {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
-    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use super::auth::{query_param, request_key};
 use super::body::{self, Budget};
 use super::cors::Cors;
 use super::ingest::{self, Route};
-use super::reply::{Refused, Resp, add_rate_headers};
+use super::reply::{Refused, Resp};
 use crate::auth::client_ip::client_ip;
 use crate::auth::ratelimit::Verdict;
 use crate::metrics::Refusal;
@@ -40,7 +40,7 @@ pub async fn handle(ctx: &HttpContext, req: Request<Incoming>, peer: SocketAddr)
     };
     let mut resp = result.unwrap_or_else(|refused| refuse(ctx, &refused, peer));
     if let Some(v) = verdict {
-        add_rate_headers(&mut resp, &v);
+        v.write_headers(resp.headers_mut());
     }
     Cors::apply(&mut resp, origin);
     resp
