@@ -19,6 +19,8 @@ mod admin;
 pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDR, JwtSecret, MIN_JWT_SECRET_LEN, ProxyNet};
 mod http;
 pub use http::{BodyLimit, CorsOrigin, DEFAULT_HTTP_ADDR, HttpSource, RateLimit, RateScope};
+mod retention;
+pub use retention::RetentionConfig;
 mod syslog;
 pub use syslog::{
     DEFAULT_SYSLOG_ADDR, DEFAULT_SYSLOG_WORKSPACE, SyslogAuth, SyslogCommon, SyslogTcpSource, SyslogUdpSource,
@@ -40,6 +42,9 @@ pub struct Config {
     /// `[admin]`: the admin API listener; absent means it does not run.
     #[serde(default)]
     pub admin: Option<AdminConfig>,
+    /// `[retention]`: age and size limits of stored events (default: keep all).
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -256,6 +261,7 @@ impl Config {
             },
             pipeline: PipelineConfig::default(),
             admin: Some(AdminConfig::default_listener()),
+            retention: RetentionConfig::default(),
         }
     }
 
@@ -266,6 +272,7 @@ impl Config {
             sources: Sources::default(),
             pipeline: PipelineConfig::default(),
             admin: None,
+            retention: RetentionConfig::default(),
         }
     }
 

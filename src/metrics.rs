@@ -21,6 +21,8 @@ pub const COMMITS: &str = "sluice_commits_total";
 pub const COMMIT_FAILURES: &str = "sluice_commit_failures_total";
 pub const COMMIT_SECONDS: &str = "sluice_commit_duration_seconds";
 pub const CHUNK_BYTES_STORED: &str = "sluice_chunk_bytes_stored_total";
+pub const STORED_BYTES: &str = "sluice_stored_chunk_bytes";
+pub const EVENTS_EXPIRED: &str = "sluice_events_expired_total";
 pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
 pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
 pub const TAILS_DROPPED: &str = "sluice_tails_dropped_total";
@@ -55,6 +57,9 @@ impl Refusal {
         }
     }
 }
+
+/// Reads one value of a listener's counters.
+type SourceReading = fn(&SourceMetrics) -> i64;
 
 /// Counters of one listener.
 #[derive(Debug, Default)]
@@ -93,6 +98,12 @@ const COMMIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05
 pub struct StoreMetrics {
     pub events_stored: AtomicU64,
     pub chunk_bytes_stored: AtomicU64,
+    /// Bytes of chunks in the store now (what `[retention] max_bytes` limits).
+    pub stored_chunk_bytes: AtomicU64,
+    /// Events deleted by retention for `max_age`.
+    pub events_expired_age: AtomicU64,
+    /// Events deleted by retention for `max_bytes`.
+    pub events_expired_size: AtomicU64,
     pub duplicates: AtomicU64,
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
@@ -139,7 +150,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let sources = self.sources.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let per_source: [(&str, &str, fn(&SourceMetrics) -> i64); 9] = [
+        let per_source: [(&str, &str, SourceReading); 9] = [
             (EVENTS_RECEIVED, "counter", |m| m.events_received.load(Ordering::Relaxed) as i64),
             (BYTES_RECEIVED, "counter", |m| m.bytes_received.load(Ordering::Relaxed) as i64),
             (CONNECTIONS_OPEN, "gauge", |m| m.connections_open.load(Ordering::Relaxed)),
@@ -177,9 +188,10 @@ impl Metrics {
 
     fn render_store(&self, out: &mut String) {
         let s = &self.store;
-        let plain: [(&str, &str, u64); 7] = [
+        let plain: [(&str, &str, u64); 8] = [
             (EVENTS_STORED, "counter", s.events_stored.load(Ordering::Relaxed)),
             (CHUNK_BYTES_STORED, "counter", s.chunk_bytes_stored.load(Ordering::Relaxed)),
+            (STORED_BYTES, "gauge", s.stored_chunk_bytes.load(Ordering::Relaxed)),
             (BATCHES_DUPLICATE, "counter", s.duplicates.load(Ordering::Relaxed)),
             (COMMITS, "counter", s.commits.load(Ordering::Relaxed)),
             (COMMIT_FAILURES, "counter", s.commit_failures.load(Ordering::Relaxed)),
@@ -188,6 +200,10 @@ impl Metrics {
         ];
         for (name, kind, v) in plain {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+        }
+        let _ = writeln!(out, "# TYPE {EVENTS_EXPIRED} counter");
+        for (reason, n) in [("max_age", &s.events_expired_age), ("max_bytes", &s.events_expired_size)] {
+            let _ = writeln!(out, "{EVENTS_EXPIRED}{{reason=\"{reason}\"}} {}", n.load(Ordering::Relaxed));
         }
         let _ = writeln!(out, "# TYPE {COMMIT_SECONDS} histogram");
         let mut cumulative = 0;

@@ -143,12 +143,13 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let metrics = Arc::new(Metrics::default());
     let p = config.pipeline.clone();
     let (pipeline, rx) = Pipeline::new(p.max_inflight_bytes.0 as usize);
-    let writer_config = WriterConfig::new(
+    let mut writer_config = WriterConfig::new(
         config.data_dir.join(store::EVENTS_FILE),
         p.cache_bytes.0 as usize,
         p.dedup_window,
         p.max_commit_bytes.0 as usize,
     );
+    writer_config.retention = config.retention.policy();
     let writer = Writer::spawn(writer_config, rx, metrics.clone())?;
     let services = Services {
         config: Arc::new(config),

@@ -37,7 +37,7 @@ fn acked_bench_reports_what_the_daemon_stored() {
         assert!(line.get(field).is_some(), "{field} missing: {line}");
     }
     let acked = line["events"].as_u64().unwrap();
-    assert!(acked > 0 && acked % 100 == 0);
+    assert!(acked > 0 && acked.is_multiple_of(100));
     assert!(daemon.stop().success());
     assert_eq!(common::export(&data).len() as u64, acked, "every acknowledged event is stored, nothing more");
 }

@@ -21,7 +21,7 @@ fn sdk(key: &str, addr: std::net::SocketAddr) -> Tell {
     Tell::new(config).expect("client")
 }
 
-fn find<'a>(events: &'a [Value], pred: impl Fn(&Value) -> bool) -> &'a Value {
+fn find(events: &[Value], pred: impl Fn(&Value) -> bool) -> &Value {
     events.iter().find(|e| pred(e)).unwrap_or_else(|| panic!("not stored; have:\n{events:#?}"))
 }
 

@@ -19,8 +19,6 @@ use crate::config::AdminConfig;
 
 /// Longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
-/// Most `X-Forwarded-For` entries looked at.
-
 /// One request, ready for a handler.
 pub struct Ctx {
     pub state: Arc<AdminState>,

@@ -6,7 +6,10 @@
 //! | `seq`          | workspace u32                         | next sequence number           |
 //! | `dedup`        | (workspace, producer u128, batch u64) | (first_seq, count, committed_ms)|
 //! | `dedup_expiry` | (committed_ms, workspace, producer, batch) | ()                        |
-//! | `meta`         | name                                  | u64 (`format_version`)         |
+//! | `meta`         | name                                  | u64 (`format_version`, `chunk_bytes`) |
+//!
+//! `chunk_bytes` is the sum of the `chunks` values, updated in the same
+//! transactions that add and delete chunks (retention reads it).
 //!
 //! Keys sort by workspace then sequence, so reading a workspace from a
 //! sequence on is a range scan. Sequence numbers start at 1 and are never
@@ -25,9 +28,11 @@ pub(crate) const DEDUP_EXPIRY: TableDefinition<(u64, u32, u128, u64), ()> = Tabl
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// The on-disk format this build writes. Older formats are migrated on open;
-/// newer ones are refused.
-pub const FORMAT_VERSION: u64 = 1;
+/// newer ones are refused. v2 added `meta.chunk_bytes` (v1 files get it by
+/// one scan of their chunks).
+pub const FORMAT_VERSION: u64 = 2;
 const FORMAT_KEY: &str = "format_version";
+pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";
 
 /// Opens (creating if needed) the events database and checks its format.
 pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
@@ -47,9 +52,16 @@ fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
             Some(v) if v > FORMAT_VERSION => {
                 return Err(StoreError::TooNew { path: path.to_path_buf(), found: v, supported: FORMAT_VERSION });
             }
-            Some(_) => {}
+            Some(FORMAT_VERSION) => {}
+            Some(_) => {
+                let bytes = sum_chunk_bytes(&tx).map_err(|e| err(&e))?;
+                meta.insert(CHUNK_BYTES_KEY, bytes).map_err(|e| err(&e))?;
+                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| err(&e))?;
+                tracing::info!(path = %path.display(), chunk_bytes = bytes, "events database migrated to format {FORMAT_VERSION}");
+            }
             None => {
                 meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| err(&e))?;
+                meta.insert(CHUNK_BYTES_KEY, 0).map_err(|e| err(&e))?;
             }
         }
         tx.open_table(CHUNKS).map_err(|e| err(&e))?;
@@ -59,6 +71,24 @@ fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
     }
     tx.commit().map_err(|e| err(&e))?;
     Ok(())
+}
+
+/// The bytes of every stored chunk value (v1 data had no counter).
+fn sum_chunk_bytes(tx: &redb::WriteTransaction) -> Result<u64, redb::Error> {
+    let chunks = tx.open_table(CHUNKS)?;
+    let mut total = 0u64;
+    for row in chunks.iter()? {
+        total += row?.1.value().len() as u64;
+    }
+    Ok(total)
+}
+
+/// The stored chunk bytes, as committed.
+pub(crate) fn stored_bytes(db: &Database, path: &Path) -> Result<u64, StoreError> {
+    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
+    let tx = db.begin_read().map_err(|e| err(&e))?;
+    let meta = tx.open_table(META).map_err(|e| err(&e))?;
+    Ok(meta.get(CHUNK_BYTES_KEY).map_err(|e| err(&e))?.map_or(0, |v| v.value()))
 }
 
 /// The next sequence number of every workspace, as committed.
@@ -89,9 +119,34 @@ mod tests {
             tx.commit().unwrap();
         }
         match open(&path, 1 << 20) {
-            Err(StoreError::TooNew { found, supported, .. }) => assert_eq!((found, supported), (2, 1)),
+            Err(StoreError::TooNew { found, supported, .. }) => {
+                assert_eq!((found, supported), (FORMAT_VERSION + 1, FORMAT_VERSION))
+            }
             other => panic!("expected TooNew, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_v1_store_is_migrated_with_its_chunk_bytes_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.redb");
+        {
+            let db = open(&path, 1 << 20).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut chunks = tx.open_table(CHUNKS).unwrap();
+                chunks.insert((1, 1), [7u8; 100].as_slice()).unwrap();
+                chunks.insert((2, 1), [7u8; 23].as_slice()).unwrap();
+                let mut meta = tx.open_table(META).unwrap();
+                meta.insert(FORMAT_KEY, 1).unwrap();
+                meta.remove(CHUNK_BYTES_KEY).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let db = open(&path, 1 << 20).unwrap();
+        assert_eq!(stored_bytes(&db, &path).unwrap(), 123);
+        let tx = db.begin_read().unwrap();
+        assert_eq!(tx.open_table(META).unwrap().get(FORMAT_KEY).unwrap().unwrap().value(), FORMAT_VERSION);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod events;
 pub(crate) mod fault;
 pub mod query;
 pub mod reader;
+pub mod retention;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -11,6 +11,10 @@
 //! checks and writes de-duplication records of acked batches, and expires a
 //! bounded number of old de-duplication records.
 //!
+//! Between groups it runs retention ([`super::retention`]): one small
+//! transaction when due, so a backlog of expired data alternates with
+//! ingest instead of holding it up.
+//!
 //! When a commit fails (disk full, I/O error), nothing in it is reported
 //! stored: every batch gets `Unavailable` and the database is closed (redb
 //! refuses further use after an I/O error). Until the next attempt is due,
@@ -31,8 +35,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redb::{Database, Durability, ReadableTable};
 
 use super::StoreError;
-use super::events::{self, CHUNKS, DEDUP, DEDUP_EXPIRY, SEQ};
+use super::events::{self, CHUNK_BYTES_KEY, CHUNKS, DEDUP, DEDUP_EXPIRY, META, SEQ};
 use super::query::{Committed, EventsHandle};
+use super::retention::{self, Policy, Schedule};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batch, Outcome};
 
@@ -51,13 +56,20 @@ pub struct WriterConfig {
     pub opener: Opener,
     pub dedup_window: Duration,
     pub max_commit_bytes: usize,
+    pub retention: Policy,
 }
 
 impl WriterConfig {
     /// A writer on `path` with the standard opener.
     pub fn new(path: PathBuf, cache_bytes: usize, dedup_window: Duration, max_commit_bytes: usize) -> WriterConfig {
         let p = path.clone();
-        WriterConfig { path, opener: Box::new(move || events::open(&p, cache_bytes)), dedup_window, max_commit_bytes }
+        WriterConfig {
+            path,
+            opener: Box::new(move || events::open(&p, cache_bytes)),
+            dedup_window,
+            max_commit_bytes,
+            retention: Policy::default(),
+        }
     }
 }
 
@@ -74,11 +86,24 @@ impl Writer {
     pub fn spawn(mut config: WriterConfig, rx: Receiver<Batch>, metrics: Arc<Metrics>) -> Result<Writer, StoreError> {
         let db = Arc::new((config.opener)()?);
         let next_seq = events::load_next_seqs(&db, &config.path)?;
+        let stored_bytes = events::stored_bytes(&db, &config.path)?;
+        metrics.store.stored_chunk_bytes.store(stored_bytes, Ordering::Relaxed);
+        let retention = Schedule::new(config.retention);
         let retry = Retry { at: Instant::now(), backoff: BACKOFF_MIN };
         let events = EventsHandle::new(config.path.clone());
         events.set(Some(db.clone()));
         let shared = events.clone();
-        let state = State { config, db: Some(db), shared, next_seq, metrics, failing_since: None, retry };
+        let state = State {
+            config,
+            db: Some(db),
+            shared,
+            next_seq,
+            stored_bytes,
+            retention,
+            metrics,
+            failing_since: None,
+            retry,
+        };
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || state.run(rx))
@@ -106,6 +131,9 @@ struct State {
     shared: EventsHandle,
     /// Next sequence number per workspace, as committed.
     next_seq: HashMap<u32, u64>,
+    /// Bytes of stored chunk values, as committed.
+    stored_bytes: u64,
+    retention: Schedule,
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
     retry: Retry,
@@ -136,9 +164,53 @@ impl State {
                     continue;
                 }
             }
-            let Ok(first) = rx.recv() else { return };
-            let group = self.gather(&rx, first);
-            self.commit_group(group);
+            let first = match self.retention.wait(Instant::now()) {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(wait) => rx.recv_timeout(wait),
+            };
+            match first {
+                Ok(first) => {
+                    let group = self.gather(&rx, first);
+                    self.commit_group(group);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if self.db.is_some() && self.retention.due(Instant::now(), self.stored_bytes) {
+                self.trim();
+            }
+        }
+    }
+
+    /// One retention transaction. A failure is logged and tried again at
+    /// the next interval: retention never refuses ingest.
+    fn trim(&mut self) {
+        let Some(db) = self.db.as_ref() else { return };
+        let policy = *self.retention.policy();
+        let result = db.begin_write().map_err(redb::Error::from).and_then(|tx| {
+            let t = retention::trim(&tx, &policy, super::now_ms(), self.stored_bytes)?;
+            if t.chunks > 0 {
+                tx.commit()?;
+            }
+            Ok(t)
+        });
+        match result {
+            Ok(t) => {
+                self.retention.done(Instant::now(), &t);
+                if t.chunks == 0 {
+                    return;
+                }
+                self.stored_bytes = self.stored_bytes.saturating_sub(t.bytes);
+                let store = &self.metrics.store;
+                store.stored_chunk_bytes.store(self.stored_bytes, Ordering::Relaxed);
+                store.events_expired_age.fetch_add(t.events_by_age, Ordering::Relaxed);
+                store.events_expired_size.fetch_add(t.events - t.events_by_age, Ordering::Relaxed);
+                tracing::debug!(chunks = t.chunks, events = t.events, bytes = t.bytes, "retention deleted old events");
+            }
+            Err(e) => {
+                self.retention.done(Instant::now(), &retention::Trimmed::default());
+                tracing::warn!(error = %e, "retention transaction failed; trying again later");
+            }
         }
     }
 
@@ -189,13 +261,15 @@ impl State {
     fn reopen(&mut self) -> bool {
         match (self.config.opener)().and_then(|db| {
             let seqs = events::load_next_seqs(&db, &self.config.path)?;
-            Ok((db, seqs))
+            let bytes = events::stored_bytes(&db, &self.config.path)?;
+            Ok((db, seqs, bytes))
         }) {
-            Ok((db, seqs)) => {
+            Ok((db, seqs, bytes)) => {
                 let db = Arc::new(db);
                 self.shared.set(Some(db.clone()));
                 self.db = Some(db);
                 self.next_seq = seqs;
+                self.stored_bytes = bytes;
                 true
             }
             Err(e) => {
@@ -212,7 +286,7 @@ impl State {
             self.refuse(group);
             return;
         };
-        match write_group(db, &group, &self.next_seq, self.config.dedup_window) {
+        match write_group(db, &group, &self.next_seq, self.stored_bytes, self.config.dedup_window) {
             Ok(done) => {
                 self.metrics.store.observe_commit(started.elapsed());
                 self.committed(group, done);
@@ -224,6 +298,8 @@ impl State {
     /// Adopts the committed counters and answers every batch.
     fn committed(&mut self, mut group: Vec<Batch>, done: Done) {
         self.next_seq.extend(done.next_seq);
+        self.stored_bytes = done.stored_bytes;
+        self.metrics.store.stored_chunk_bytes.store(done.stored_bytes, Ordering::Relaxed);
         self.retry.backoff = BACKOFF_MIN;
         let store = &self.metrics.store;
         let mut stored = 0u64;
@@ -276,19 +352,26 @@ struct Done {
     outcomes: Vec<Outcome>,
     /// Counters to adopt once the commit has returned.
     next_seq: HashMap<u32, u64>,
+    stored_bytes: u64,
 }
 
 fn write_group(
     db: &Database,
     group: &[Batch],
     committed: &HashMap<u32, u64>,
+    stored_bytes: u64,
     window: Duration,
 ) -> Result<Done, redb::Error> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
     let now = super::now_ms();
-    let mut filing =
-        Filing { committed, next_seq: HashMap::new(), now, cutoff: now.saturating_sub(window.as_millis() as u64) };
+    let mut filing = Filing {
+        committed,
+        next_seq: HashMap::new(),
+        stored_bytes,
+        now,
+        cutoff: now.saturating_sub(window.as_millis() as u64),
+    };
     let mut outcomes = Vec::with_capacity(group.len());
     {
         let mut chunks = tx.open_table(CHUNKS)?;
@@ -302,9 +385,10 @@ fn write_group(
         for (ws, next) in &filing.next_seq {
             seq.insert(*ws, *next)?;
         }
+        tx.open_table(META)?.insert(CHUNK_BYTES_KEY, filing.stored_bytes)?;
     }
     tx.commit()?;
-    Ok(Done { outcomes, next_seq: filing.next_seq })
+    Ok(Done { outcomes, next_seq: filing.next_seq, stored_bytes: filing.stored_bytes })
 }
 
 type ChunkTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
@@ -315,6 +399,8 @@ type ExpiryTable<'t> = redb::Table<'t, (u64, u32, u128, u64), ()>;
 struct Filing<'a> {
     committed: &'a HashMap<u32, u64>,
     next_seq: HashMap<u32, u64>,
+    /// Stored chunk bytes including this transaction's chunks.
+    stored_bytes: u64,
     now: u64,
     /// De-dup records committed before this are outside the window.
     cutoff: u64,
@@ -347,6 +433,7 @@ impl Filing<'_> {
         if batch.count > 0 {
             chunks.insert((ws, first_seq), batch.chunk.as_slice())?;
             *next += u64::from(batch.count);
+            self.stored_bytes += batch.chunk.len() as u64;
         }
         if let Some(k) = key {
             dedup.insert(k, (first_seq, batch.count, self.now))?;
@@ -413,7 +500,13 @@ mod tests {
             let disk = Disk::new();
             let (p, d) = (path.clone(), disk.clone());
             let opener: Opener = Box::new(move || fault::open_events(&p, d.clone()));
-            let config = WriterConfig { path: path.clone(), opener, dedup_window: window, max_commit_bytes: 1 << 20 };
+            let config = WriterConfig {
+                path: path.clone(),
+                opener,
+                dedup_window: window,
+                max_commit_bytes: 1 << 20,
+                retention: Policy::default(),
+            };
             let (pipeline, rx) = Pipeline::new(4096 * MIN_CHARGE);
             let metrics = Arc::new(Metrics::default());
             let writer = Writer::spawn(config, rx, metrics.clone()).unwrap();

@@ -12,8 +12,6 @@ use http::header::AUTHORIZATION;
 use super::reply::Refused;
 use crate::auth::keys::{KEY_LEN, parse_hex_key};
 
-/// `X-Forwarded-For` entries looked at, from the right.
-
 /// The raw key of a request, or why there is none.
 pub fn request_key(headers: &HeaderMap, query: Option<&str>, allow_query: bool) -> Result<[u8; KEY_LEN], Refused> {
     if let Some(v) = headers.get(AUTHORIZATION) {
