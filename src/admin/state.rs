@@ -32,6 +32,8 @@ pub const JWT_SECRET_ENV: &str = "SLUICE_JWT_SECRET";
 pub const SETUP_TOKEN_FILE: &str = "setup-token";
 /// Rate-limit keys tracked at most, per limiter.
 const MAX_LIMITER_KEYS: usize = 100_000;
+/// A client IP over its auth-endpoint quota is refused this long (`Retry-After: 60`).
+const AUTH_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct AdminState {
     pub config: AdminConfig,
@@ -85,7 +87,8 @@ impl AdminState {
         Ok(AdminState {
             auth: Authenticator { keys: JwtKeys::new(&secret), sessions },
             hasher,
-            ip_limit: Limiter::per_minute(per_min(deps.config.auth_requests_per_minute.0), MAX_LIMITER_KEYS),
+            ip_limit: Limiter::per_minute(per_min(deps.config.auth_requests_per_minute.0), MAX_LIMITER_KEYS)
+                .with_lockout(AUTH_LOCKOUT),
             token_limit: Limiter::per_minute(per_min(deps.config.api_requests_per_minute.0), MAX_LIMITER_KEYS),
             setup_token: Mutex::new(setup_token),
             config: deps.config,
