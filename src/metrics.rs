@@ -26,6 +26,8 @@ pub const EVENTS_EXPIRED: &str = "sluice_events_expired_total";
 pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
 pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
 pub const TAILS_DROPPED: &str = "sluice_tails_dropped_total";
+pub const PASSWORD_HASHES_IN_FLIGHT: &str = "sluice_admin_password_hashes_in_flight";
+pub const PASSWORD_HASH_WAITS: &str = "sluice_admin_password_hash_waits_total";
 pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
 pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
@@ -132,6 +134,10 @@ pub struct Metrics {
     pub admin_auth_failures: AtomicU64,
     /// Live tails (`GET /api/v1/events/tail`) dropped for not keeping up.
     pub tail_dropped: AtomicU64,
+    /// Argon2 hashes running now (at most `[admin] max_password_hashes`).
+    pub password_hashes_in_flight: AtomicU64,
+    /// Logins (and password changes) that waited for a free hashing slot.
+    pub password_hash_waits: AtomicU64,
     /// Host-wide `Udp: RcvbufErrors` from `/proc/net/snmp`, kept up to date by the UDP source.
     pub udp_rcvbuf_errors: AtomicU64,
 }
@@ -183,6 +189,10 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE {ADMIN_AUTH_FAILURES} counter\n{ADMIN_AUTH_FAILURES} {failures}");
         let tails = self.tail_dropped.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE {TAILS_DROPPED} counter\n{TAILS_DROPPED} {tails}");
+        let hashing = self.password_hashes_in_flight.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE {PASSWORD_HASHES_IN_FLIGHT} gauge\n{PASSWORD_HASHES_IN_FLIGHT} {hashing}");
+        let waits = self.password_hash_waits.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE {PASSWORD_HASH_WAITS} counter\n{PASSWORD_HASH_WAITS} {waits}");
         out
     }
 

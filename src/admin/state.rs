@@ -81,7 +81,7 @@ impl AdminState {
         let sessions = SessionRegistry::load(&deps.control)?;
         let setup_token = deps.control.setup_token()?;
         publish_setup_token(&deps.data_dir, setup_token.as_deref());
-        let hasher = Hasher::new(deps.config.max_password_hashes.0);
+        let hasher = Hasher::new(deps.config.max_password_hashes.0, deps.metrics.clone());
         hasher.prime_blocking().map_err(|e| StoreError::Invalid { reason: e.to_string() })?;
         let per_min = |n: usize| NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         Ok(AdminState {

@@ -8,12 +8,15 @@
 //! password and gets the same answer.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
 use thiserror::Error;
 use tokio::sync::{OnceCell, Semaphore};
+
+use crate::metrics::Metrics;
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 8;
@@ -69,16 +72,20 @@ pub fn verify_blocking(password: &str, phc: &str) -> bool {
     }
 }
 
-/// Runs hashes off the executor, a bounded number at a time.
+/// Runs hashes off the executor, a bounded number at a time (each takes
+/// 19 MiB). Hashes in flight and requests that had to wait for a slot are
+/// counted in [`Metrics`].
 #[derive(Debug, Clone)]
 pub struct Hasher {
     permits: Arc<Semaphore>,
     dummy: Arc<OnceCell<String>>,
+    metrics: Arc<Metrics>,
 }
 
 impl Hasher {
-    pub fn new(max_in_flight: usize) -> Hasher {
-        Hasher { permits: Arc::new(Semaphore::new(max_in_flight.max(1))), dummy: Arc::new(OnceCell::new()) }
+    pub fn new(max_in_flight: usize, metrics: Arc<Metrics>) -> Hasher {
+        let permits = Arc::new(Semaphore::new(max_in_flight.max(1)));
+        Hasher { permits, dummy: Arc::new(OnceCell::new()), metrics }
     }
 
     /// Hashes a new password (policy checked first, without waiting).
@@ -123,8 +130,19 @@ impl Hasher {
     }
 
     async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, PasswordError> {
-        let _permit = self.permits.acquire().await.map_err(|e| PasswordError::Hash(e.to_string()))?;
-        tokio::task::spawn_blocking(f).await.map_err(|e| PasswordError::Hash(e.to_string()))
+        let permit = match self.permits.try_acquire() {
+            Ok(p) => Ok(p),
+            Err(_) => {
+                self.metrics.password_hash_waits.fetch_add(1, Ordering::Relaxed);
+                self.permits.acquire().await
+            }
+        };
+        let _permit = permit.map_err(|e| PasswordError::Hash(e.to_string()))?;
+        let in_flight = &self.metrics.password_hashes_in_flight;
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        let done = tokio::task::spawn_blocking(f).await;
+        in_flight.fetch_sub(1, Ordering::Relaxed);
+        done.map_err(|e| PasswordError::Hash(e.to_string()))
     }
 }
 
@@ -150,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_users_never_verify() {
-        let h = Hasher::new(1);
+        let h = Hasher::new(1, Arc::default());
         let real = h.hash("password1".into()).await.unwrap();
         assert!(h.verify("password1".into(), Some(real)).await);
         assert!(!h.verify("password1".into(), None).await);
