@@ -76,3 +76,39 @@ fn data_dir_commands_refuse_a_dir_held_by_a_running_daemon() {
     }
     drop(daemon);
 }
+
+#[test]
+fn the_tail_bench_sees_every_acked_event_reach_the_live_tail() {
+    use common::admin::{ADMIN_EMAIL, ADMIN_PASSWORD, setup, start_admin};
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, api) = start_admin(&dir.path().join("data"), "");
+    let key = setup(&api)["streaming_key"].as_str().unwrap().to_owned();
+    let url = format!("http://{}", daemon.admin.unwrap());
+    let creds = dir.path().join("credentials.json");
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("SLUICE_CREDENTIALS", &creds)
+            .env_remove("SLUICE_SERVER")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    run(
+        &["login", "--server", &url, "--email", ADMIN_EMAIL, "--password-stdin"],
+        format!("{ADMIN_PASSWORD}\n").as_bytes(),
+    );
+    let tcp = daemon.tcp.to_string();
+    let args = ["bench", "tail", "--server", &url, "--addr", &tcp, "--key", &key, "--rate", "50", "--duration", "1"];
+    let line = json_line(&run(&args, b""));
+    assert_eq!((line["events"].as_u64(), line["missing"].as_u64()), (Some(50), Some(0)), "{line}");
+    for field in ["p50_ms", "p99_ms", "max_ms", "p99_from_send_ms"] {
+        assert!(line[field].as_f64().is_some(), "{field}: {line}");
+    }
+}

@@ -151,6 +151,8 @@ pub enum BenchCommand {
     Syslog(SyslogBenchArgs),
     /// Log in to the admin API at a fixed rate and report login latency.
     Login(bench::login::LoginBenchArgs),
+    /// Send acked events and measure how long a live tail takes to deliver them.
+    Tail(bench::tail::TailBenchArgs),
 }
 
 #[derive(Debug, Args, Clone)]

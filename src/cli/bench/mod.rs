@@ -66,6 +66,7 @@ mod hist;
 pub mod http;
 pub mod login;
 mod syslog;
+pub mod tail;
 mod workload;
 
 use std::collections::VecDeque;
@@ -101,6 +102,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http(args) => http::run(args),
         BenchCommand::Syslog(args) => syslog::run(args),
         BenchCommand::Login(args) => login::run(args),
+        BenchCommand::Tail(args) => tail::run(args),
     }
 }
 
