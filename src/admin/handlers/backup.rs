@@ -10,7 +10,8 @@
 //!  dump task (blocking pool) ── 64 KiB pieces ──► bounded channel ──► chunked body
 //! ```
 //!
-//! Memory is bounded by the channel ([`PIECES`] × [`PIECE_BYTES`]). A client
+//! Memory is bounded by the channel: [`PIECES`] pieces of [`PIECE_BYTES`]
+//! (a piece grows past that only to hold one whole row). A client
 //! that goes away closes the channel and the dump stops; one that stops
 //! reading for [`STALL`], or a daemon shutting down, stops it too. A dump
 //! that stops early simply ends the body without its trailer, which the
@@ -142,5 +143,46 @@ impl Write for ChannelWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer(capacity: usize) -> (ChannelWriter, mpsc::Receiver<Bytes>, CancellationToken) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let shutdown = CancellationToken::new();
+        (ChannelWriter { tx, buf: Vec::new(), shutdown: shutdown.clone() }, rx, shutdown)
+    }
+
+    #[test]
+    fn bytes_arrive_in_pieces_and_the_rest_on_flush() {
+        let (mut w, mut rx, _) = writer(PIECES);
+        w.write_all(&vec![1u8; PIECE_BYTES + 10]).unwrap();
+        w.write_all(b"tail").unwrap();
+        assert_eq!(rx.try_recv().unwrap().len(), PIECE_BYTES + 10);
+        assert!(rx.try_recv().is_err(), "a small write waits for the piece to fill");
+        w.flush().unwrap();
+        assert_eq!(&rx.try_recv().unwrap()[..], b"tail");
+    }
+
+    #[test]
+    fn a_client_that_went_away_stops_the_dump() {
+        let (mut w, rx, _) = writer(PIECES);
+        drop(rx);
+        let e = w.write_all(&vec![0u8; PIECE_BYTES]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn shutdown_stops_a_dump_whose_client_stopped_reading() {
+        let (mut w, _rx, shutdown) = writer(1);
+        w.write_all(&vec![0u8; PIECE_BYTES]).unwrap();
+        shutdown.cancel();
+        let started = Instant::now();
+        let e = w.write_all(&vec![0u8; PIECE_BYTES]).unwrap_err();
+        assert!(e.to_string().contains("shutting down"), "{e}");
+        assert!(started.elapsed() < STALL);
     }
 }
