@@ -15,7 +15,7 @@
 //! - [`record`]: the stored record encoding shared by sources and readers.
 //! - [`source`]: listeners; they own sockets and hand batches to the pipeline.
 //! - [`pipeline`]: the bounded channel and the byte budget for data in flight.
-//! - [`store`]: redb files, the writer thread, keys, readers.
+//! - [`store`]: redb files, the writer thread, keys, readers, online backup.
 //! - [`auth`]: streaming keys, passwords, JWTs, sessions, rate limits.
 //! - [`admin`]: the admin HTTP API (hyper): setup, login, keys, users, workspaces, audit, metrics.
 //! - [`client`]: a Rust client for the acked raw TCP protocol.

@@ -24,6 +24,8 @@ fn main() -> ExitCode {
         Command::Logout => cli::login::logout(),
         Command::Status(args) => cli::status::run(&args),
         Command::Users(cmd) => cli::users::run(&cmd),
+        Command::Backup(args) => cli::backup::backup(&args),
+        Command::Restore(args) => cli::backup::restore(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

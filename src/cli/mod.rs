@@ -2,6 +2,7 @@
 //! commands. `main.rs` only sets up logging and maps errors to exit codes.
 
 pub mod apikeys;
+pub mod backup;
 pub mod bench;
 pub mod credentials;
 pub mod export;
@@ -55,6 +56,10 @@ pub enum Command {
     /// Manage users offline.
     #[command(subcommand)]
     Users(users::UsersCommand),
+    /// Copy a running daemon's data (both databases, consistent) into a new data dir.
+    Backup(backup::BackupArgs),
+    /// Put a backup in place as a stopped daemon's data dir.
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Args)]

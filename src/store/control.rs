@@ -45,6 +45,20 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const WORKSPACES: TableDefinition<u32, &[u8]> = TableDefinition::new("workspaces");
 const KEYS: TableDefinition<u64, &[u8]> = TableDefinition::new("keys");
 
+/// Every table of control.redb, for [`super::backup`] (which refuses a
+/// database holding a table not listed here).
+pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[
+    &META,
+    &WORKSPACES,
+    &KEYS,
+    &users::USERS,
+    &users::EMAILS,
+    &users::MEMBERS,
+    &sessions::SESSIONS,
+    &audit::AUDIT,
+    &secrets::SECRETS,
+];
+
 /// The on-disk format this build writes. Newer formats are refused.
 pub const FORMAT_VERSION: u64 = 1;
 const FORMAT_KEY: &str = "format_version";
@@ -136,6 +150,11 @@ impl ControlStore {
     /// Path of the database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A read snapshot of the whole database (for [`super::backup`]).
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.db.begin_read().map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> StoreError {

@@ -27,6 +27,10 @@ pub(crate) const DEDUP: TableDefinition<(u32, u128, u64), (u64, u32, u64)> = Tab
 pub(crate) const DEDUP_EXPIRY: TableDefinition<(u64, u32, u128, u64), ()> = TableDefinition::new("dedup_expiry");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// Every table of events.redb, for [`super::backup`] (which refuses a
+/// database holding a table not listed here).
+pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[&META, &CHUNKS, &SEQ, &DEDUP, &DEDUP_EXPIRY];
+
 /// The on-disk format this build writes. Older formats are migrated on open;
 /// newer ones are refused. v2 added `meta.chunk_bytes` (v1 files get it by
 /// one scan of their chunks).

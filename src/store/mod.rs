@@ -4,8 +4,12 @@
 //!   de-duplication records. Written only by the [`writer`] thread.
 //! - `control.redb`: workspaces, streaming keys and (later) users and sessions.
 //!
+//! [`backup`] dumps both from read snapshots while the daemon runs and
+//! rebuilds a data dir from such a dump.
+//!
 //! redb types never leave this module: callers see [`StoreError`].
 
+pub mod backup;
 pub mod chunk;
 pub mod control;
 pub mod events;

@@ -100,6 +100,17 @@ impl EventsHandle {
         db.ok_or_else(|| StoreError::db(&self.path, "closed after a failed commit; retry shortly"))
     }
 
+    /// Path of the database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read snapshot of the whole database (for [`super::backup`]); fails
+    /// while the writer reopens it after a failed commit.
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.get()?.begin_read().map_err(|e| StoreError::db(&self.path, e))
+    }
+
     /// Runs a query (blocking: call it from the blocking pool).
     pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
         let db = self.get()?;

@@ -3,6 +3,7 @@
 
 mod apikeys;
 mod audit;
+mod backup;
 mod login;
 mod ops;
 mod sessions;
@@ -43,6 +44,7 @@ pub async fn call(endpoint: Endpoint, cx: &Ctx) -> Result<Resp, ApiError> {
         Endpoint::Audit => audit::list(cx).await,
         Endpoint::QueryEvents => super::query::events(cx).await,
         Endpoint::TailEvents => super::tail::tail(cx).await,
+        Endpoint::Backup => backup::backup(cx).await,
     }
 }
 
