@@ -42,6 +42,7 @@ pub enum Endpoint {
     Audit,
     QueryEvents,
     TailEvents,
+    ExportEvents,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -86,6 +87,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/v1/audit", Endpoint::Audit, ADMIN),
     r("GET", "/api/v1/events", Endpoint::QueryEvents, VIEWER),
     r("GET", "/api/v1/events/tail", Endpoint::TailEvents, VIEWER),
+    r("GET", "/api/v1/events/export", Endpoint::ExportEvents, VIEWER),
 ];
 
 /// Most path parameters in any route.

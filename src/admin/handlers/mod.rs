@@ -43,6 +43,7 @@ pub async fn call(endpoint: Endpoint, cx: &Ctx) -> Result<Resp, ApiError> {
         Endpoint::Audit => audit::list(cx).await,
         Endpoint::QueryEvents => super::query::events(cx).await,
         Endpoint::TailEvents => super::tail::tail(cx).await,
+        Endpoint::ExportEvents => super::export::export(cx).await,
     }
 }
 
