@@ -141,6 +141,16 @@ async fn an_api_export_matches_the_offline_export_in_both_formats() {
     assert_eq!(remote[9].1.lines().count(), 1, "an empty CSV export is its header row");
     assert_eq!(remote[1].1.lines().count(), acked.len() + 1, "a header row, then one row an event");
 
+    // On a terminal (a pseudo-terminal under util-linux `script`) a progress line is drawn on stderr.
+    let out = Command::new("script")
+        .args(["-qec", &format!("'{BIN}' export > /dev/null"), "/dev/null"])
+        .env("SLUICE_CREDENTIALS", &s.credentials)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run util-linux script");
+    let terminal = String::from_utf8_lossy(&out.stdout);
+    assert!(terminal.contains(&format!("{} events, ", acked.len())), "{terminal:?}");
+
     // The same data read offline gives the same bytes.
     let Setup { daemon, data, .. } = s;
     assert!(daemon.stop().success());
@@ -212,6 +222,44 @@ async fn tail_prints_the_newest_events_then_follows_new_commits() {
     let out = Command::new(BIN).args(["tail", "-f", "--data-dir"]).arg(&data).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--follow needs a running daemon"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
+    let s = start("");
+    // Far more than every buffer between the scan and an unread pipe holds.
+    let mut c = AckedClient::connect(&s.daemon.tcp.to_string()).await.unwrap();
+    let pad = "p".repeat(1000);
+    for b in 0..60u64 {
+        let events: Vec<EventParams<'_>> = (0..1000)
+            .map(|_| EventParams {
+                event_type: EventType::Track,
+                timestamp: 1,
+                service: Some("svc"),
+                device_id: None,
+                session_id: None,
+                event_name: Some(&pad),
+                payload: None,
+            })
+            .collect();
+        let ack = c.send_and_wait(b + 1, &tell_batch(&s.key, b + 1, &events)).await.unwrap();
+        assert_eq!(ack.status, Status::Stored);
+    }
+    let mut child = s.cli(&["export"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Nobody reads the export yet: the server's scan waits on a full buffer.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let Setup { daemon, .. } = s;
+    let stopping = std::thread::spawn(move || daemon.stop());
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()).unwrap());
+    let status = common::wait_timeout(&mut child, Duration::from_secs(60)).expect("export ends");
+    let read = reading.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("cut by the server") && err.contains("shutting down"), "{err}");
+    assert!(read > 0 && read < 60_000 * 1000, "{read} bytes before the cut");
+    assert!(stopping.join().unwrap().success());
 }
 
 #[test]
