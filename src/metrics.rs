@@ -24,6 +24,7 @@ pub const CHUNK_BYTES_STORED: &str = "sluice_chunk_bytes_stored_total";
 pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
 pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
 pub const TAILS_DROPPED: &str = "sluice_tails_dropped_total";
+pub const EXPORTS_CUT: &str = "sluice_exports_cut_total";
 pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
 pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
@@ -121,6 +122,8 @@ pub struct Metrics {
     pub admin_auth_failures: AtomicU64,
     /// Live tails (`GET /api/v1/events/tail`) dropped for not keeping up.
     pub tail_dropped: AtomicU64,
+    /// Exports (`GET /api/v1/events/export`) that ended with the error trailer.
+    pub exports_cut: AtomicU64,
     /// Host-wide `Udp: RcvbufErrors` from `/proc/net/snmp`, kept up to date by the UDP source.
     pub udp_rcvbuf_errors: AtomicU64,
 }
@@ -172,6 +175,8 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE {ADMIN_AUTH_FAILURES} counter\n{ADMIN_AUTH_FAILURES} {failures}");
         let tails = self.tail_dropped.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE {TAILS_DROPPED} counter\n{TAILS_DROPPED} {tails}");
+        let cut = self.exports_cut.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE {EXPORTS_CUT} counter\n{EXPORTS_CUT} {cut}");
         out
     }
 

@@ -249,6 +249,7 @@ async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
     // Nobody reads the export yet: the server's scan waits on a full buffer.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let Setup { daemon, .. } = s;
+    let log = daemon.log.clone();
     let stopping = std::thread::spawn(move || daemon.stop());
     let mut stdout = child.stdout.take().unwrap();
     let reading = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()).unwrap());
@@ -260,6 +261,8 @@ async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
     assert!(err.contains("cut by the server") && err.contains("shutting down"), "{err}");
     assert!(read > 0 && read < 60_000 * 1000, "{read} bytes before the cut");
     assert!(stopping.join().unwrap().success());
+    let log = log.lock().unwrap().join("\n");
+    assert!(log.contains("export cut") && log.contains("code=\"shutdown\""), "{log}");
 }
 
 #[test]

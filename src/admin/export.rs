@@ -16,9 +16,12 @@
 //! while the channel is full. It stops when the client goes away, and ends
 //! the stream with the format's error trailer when it cannot finish: a
 //! storage error, a damaged chunk, shutdown, or a client that takes nothing
-//! for [`STALLED_READER`]. The last channel slot is kept for that trailer.
+//! for [`STALLED_READER`]. The last channel slot is kept for that trailer;
+//! each such export is counted in `sluice_exports_cut_total`.
 //! One export is one request against the token's rate limit.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -30,6 +33,7 @@ use super::query::{check_window, filter, number, pairs, store_error, unfiltered,
 use super::request::Ctx;
 use super::response::{self, Resp};
 use crate::export::{Encoder, Format};
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::query::{EventsHandle, Query, ScanStats, Sink};
 use crate::store::reader::{StoredEvent, event_json};
@@ -57,7 +61,13 @@ pub async fn export(cx: &Ctx) -> Result<Resp, ApiError> {
     let format = req.format;
     let (tx, rx) = mpsc::channel(EXPORT_BUFFER);
     let (ready_tx, ready_rx) = oneshot::channel();
-    let job = Job { events: cx.state.events.clone(), req, tx, shutdown: cx.state.shutdown.clone() };
+    let job = Job {
+        events: cx.state.events.clone(),
+        req,
+        tx,
+        shutdown: cx.state.shutdown.clone(),
+        metrics: cx.state.metrics.clone(),
+    };
     tokio::task::spawn_blocking(move || job.run(ready_tx));
     // Errors before the first byte are still proper error answers.
     match ready_rx.await {
@@ -97,6 +107,7 @@ struct Job {
     req: Request,
     tx: mpsc::Sender<Bytes>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Job {
@@ -138,6 +149,10 @@ impl Job {
             }
             (None, Ok(_)) => End::Complete,
         };
+        if let End::Failed(code, message) = &end {
+            self.metrics.exports_cut.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(code, %message, "export cut");
+        }
         out.finish(end);
     }
 }
@@ -227,7 +242,6 @@ impl Out {
                     // Even the rest could not be queued: the trailer goes alone.
                     self.buf.clear();
                 }
-                tracing::info!(code, %message, "export cut");
                 let mut trailer = Vec::new();
                 if self.encoder.error(code, &message, &mut trailer).is_ok() {
                     let _ = self.tx.try_send(Bytes::from(trailer));

@@ -1,4 +1,5 @@
-//! Paged queries over one workspace's events, for the admin API.
+//! Queries over one workspace's events: pages for the admin API, and
+//! streamed scans for exports.
 //!
 //! Every query is a range scan over `chunks` keyed `(workspace, first_seq)`:
 //!
@@ -22,6 +23,11 @@
 //! can match rarely (`listener`, `kind`, `text`) stop after
 //! [`Query::max_scan_rows`] rows and say so in [`Page::scan_limited`]; the
 //! cursor then continues where the scan stopped.
+//!
+//! A page is one use of [`Snapshot::stream`], which hands every selected
+//! event to a [`Sink`]: the page's sink collects `limit + 1` of them; the
+//! export's encodes them into a stream and decides itself when to stop
+//! (no scan limit then; it stops when its client goes away).
 //!
 //! The database handle is shared with the writer thread through
 //! [`EventsHandle`]; reads run in their own read transaction (one consistent
