@@ -211,13 +211,20 @@ async fn tail_prints_the_newest_events_then_follows_new_commits() {
     // Events committed after the tail started arrive, each once, in order.
     let later = ingest(&tcp, &s.key, 5, 3, 10).await;
     wait(&mut got, 32);
-    child.kill().unwrap();
-    let _ = child.wait();
     assert_eq!(got[2..], later);
 
-    // Offline: the same newest events; no follow without a daemon.
+    // The daemon's shutdown ends the follow, with success.
     let Setup { daemon, data, .. } = s;
     assert!(daemon.stop().success());
+    let status = common::wait_timeout(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{err}");
+
+    // Offline: the same newest events; no follow without a daemon.
     assert_eq!(seqs(&offline(&data, &["tail", "-n", "3"])), later[27..]);
     let out = Command::new(BIN).args(["tail", "-f", "--data-dir"]).arg(&data).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -263,6 +270,46 @@ async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
     assert!(stopping.join().unwrap().success());
     let log = log.lock().unwrap().join("\n");
     assert!(log.contains("export cut") && log.contains("code=\"shutdown\""), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_dropped_by_the_server_says_so_and_exits_non_zero() {
+    let s = start("");
+    let mut child = s.cli(&["tail", "-n", "0", "-f"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Let the tail open before anything is committed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Nobody reads the tail's stdout: the pipe, the sockets, then the server's buffer fill up.
+    let mut c = AckedClient::connect(&s.daemon.tcp.to_string()).await.unwrap();
+    let pad = "p".repeat(4096);
+    for b in 0..30u64 {
+        let events: Vec<EventParams<'_>> = (0..200)
+            .map(|_| EventParams {
+                event_type: EventType::Track,
+                timestamp: 1,
+                service: Some("svc"),
+                device_id: None,
+                session_id: None,
+                event_name: Some(&pad),
+                payload: None,
+            })
+            .collect();
+        let ack = c.send_and_wait(b + 1, &tell_batch(&s.key, b + 1, &events)).await.unwrap();
+        assert_eq!(ack.status, Status::Stored);
+    }
+    // Past the server's 5 s patience with a full buffer.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut stdout = child.stdout.take().unwrap();
+    let reading = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()).unwrap());
+    let status = common::wait_timeout(&mut child, Duration::from_secs(30));
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    let printed = reading.join().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{err}");
+    assert!(err.contains("the server dropped this tail (reader too slow)"), "{err}");
+    assert!(printed > 0 && printed < 30 * 200 * 4096, "{printed} bytes before the drop");
 }
 
 #[test]
