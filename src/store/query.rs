@@ -669,6 +669,42 @@ mod tests {
         assert_eq!(page.events[0]["service"], "s1234");
     }
 
+    /// Counts what a stream hands it; asks to stop after `chunks` chunks.
+    struct Counting {
+        seqs: Vec<u64>,
+        chunks: usize,
+    }
+
+    impl Sink for Counting {
+        fn event(&mut self, ev: &StoredEvent<'_>) -> bool {
+            self.seqs.push(ev.seq);
+            true
+        }
+        fn keep_going(&mut self) -> bool {
+            self.chunks = self.chunks.saturating_sub(1);
+            self.chunks > 0
+        }
+    }
+
+    #[test]
+    fn a_stream_hands_over_every_match_and_stops_when_the_sink_says() {
+        let (_dir, h) = sample();
+        let snap = h.snapshot().unwrap();
+        assert_eq!(snap.workspaces().unwrap(), [1, 2]);
+        // No scan limit: a rare filter goes to the end in one scan.
+        let q = Query { text: Some("needle".into()), max_scan_rows: u64::MAX, limit: 1, ..query() };
+        let mut all = Counting { seqs: Vec::new(), chunks: usize::MAX };
+        let stats = snap.stream(&q, &mut all).unwrap();
+        assert_eq!(all.seqs, (1..=2000).filter(|s| s % 7 == 0).collect::<Vec<_>>());
+        assert_eq!((stats.rows_read, stats.stopped_at), (2000, None));
+        // A sink that stops between chunks ends the scan even while nothing matches.
+        let q = Query { text: Some("nowhere".into()), max_scan_rows: u64::MAX, ..query() };
+        let mut few = Counting { seqs: Vec::new(), chunks: 4 };
+        let stats = snap.stream(&q, &mut few).unwrap();
+        assert!(few.seqs.is_empty());
+        assert_eq!(stats.rows_read, 3 * CHUNK);
+    }
+
     #[test]
     fn a_text_search_stops_at_the_scan_limit_and_says_so() {
         let (_dir, h) = sample();
