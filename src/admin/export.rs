@@ -149,11 +149,7 @@ impl Job {
             }
             (None, Ok(_)) => End::Complete,
         };
-        if let End::Failed(code, message) = &end {
-            self.metrics.exports_cut.fetch_add(1, Ordering::Relaxed);
-            tracing::info!(code, %message, "export cut");
-        }
-        out.finish(end);
+        out.finish(end, &self.metrics);
     }
 }
 
@@ -229,24 +225,22 @@ impl Out {
 
     /// Queues what is left and, for a cut export, the trailer (in the slot
     /// kept for it, so it never waits).
-    fn finish(mut self, end: End) {
-        match end {
-            End::Gone => {}
-            End::Complete => {
-                if !self.buf.is_empty() {
-                    self.send();
-                }
-            }
-            End::Failed(code, message) => {
-                if !self.buf.is_empty() && !self.send() {
-                    // Even the rest could not be queued: the trailer goes alone.
-                    self.buf.clear();
-                }
-                let mut trailer = Vec::new();
-                if self.encoder.error(code, &message, &mut trailer).is_ok() {
-                    let _ = self.tx.try_send(Bytes::from(trailer));
-                }
-            }
+    fn finish(mut self, end: End, metrics: &Metrics) {
+        let end = match end {
+            // The last bytes could not be queued: that cuts the export too.
+            End::Complete if !self.buf.is_empty() && !self.send() => self.end.take().unwrap_or(End::Gone),
+            other => other,
+        };
+        let End::Failed(code, message) = end else { return };
+        metrics.exports_cut.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(code, %message, "export cut");
+        if !self.buf.is_empty() && !self.send() {
+            // Even the rest could not be queued: the trailer goes alone.
+            self.buf.clear();
+        }
+        let mut trailer = Vec::new();
+        if self.encoder.error(code, &message, &mut trailer).is_ok() {
+            let _ = self.tx.try_send(Bytes::from(trailer));
         }
     }
 }
