@@ -18,6 +18,7 @@
 //! - [`store`]: redb files, the writer thread, keys, readers, online backup.
 //! - [`auth`]: streaming keys, passwords, JWTs, sessions, rate limits.
 //! - [`admin`]: the admin HTTP API (hyper): setup, login, keys, users, workspaces, audit, metrics.
+//! - [`export`]: events as an NDJSON or CSV stream (API export and offline export).
 //! - [`client`]: a Rust client for the acked raw TCP protocol.
 //! - [`server`]: wires it all together: `run(config, listeners, shutdown)`.
 
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod export;
 pub mod metrics;
 pub mod pipeline;
 pub mod record;

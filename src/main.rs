@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Apikeys(cmd) => cli::apikeys::run(&cmd),
         Command::Export(args) => cli::export::run(&args),
+        Command::Tail(args) => cli::tail::run(&args),
         Command::Bench(cmd) => cli::bench::run(&cmd),
         Command::Setup(args) => cli::login::setup(&args),
         Command::Login(args) => cli::login::login(&args),

@@ -28,6 +28,7 @@ pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
 pub const TAILS_DROPPED: &str = "sluice_tails_dropped_total";
 pub const PASSWORD_HASHES_IN_FLIGHT: &str = "sluice_admin_password_hashes_in_flight";
 pub const PASSWORD_HASH_WAITS: &str = "sluice_admin_password_hash_waits_total";
+pub const EXPORTS_CUT: &str = "sluice_exports_cut_total";
 pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
 pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
@@ -138,6 +139,8 @@ pub struct Metrics {
     pub password_hashes_in_flight: AtomicU64,
     /// Logins (and password changes) that waited for a free hashing slot.
     pub password_hash_waits: AtomicU64,
+    /// Exports (`GET /api/v1/events/export`) that ended with the error trailer.
+    pub exports_cut: AtomicU64,
     /// Host-wide `Udp: RcvbufErrors` from `/proc/net/snmp`, kept up to date by the UDP source.
     pub udp_rcvbuf_errors: AtomicU64,
 }
@@ -193,6 +196,8 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE {PASSWORD_HASHES_IN_FLIGHT} gauge\n{PASSWORD_HASHES_IN_FLIGHT} {hashing}");
         let waits = self.password_hash_waits.load(Ordering::Relaxed);
         let _ = writeln!(out, "# TYPE {PASSWORD_HASH_WAITS} counter\n{PASSWORD_HASH_WAITS} {waits}");
+        let cut = self.exports_cut.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# TYPE {EXPORTS_CUT} counter\n{EXPORTS_CUT} {cut}");
         out
     }
 

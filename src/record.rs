@@ -47,6 +47,11 @@ impl Kind {
             Kind::Syslog => "syslog",
         }
     }
+
+    /// The kind [`Kind::name`] names.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        [Kind::Event, Kind::Log, Kind::Metric, Kind::Syslog].into_iter().find(|k| k.name() == name)
+    }
 }
 
 /// Field tags. Stored as one byte; never renumber, only add.

@@ -16,6 +16,7 @@
 
 pub mod dispatch;
 pub mod error;
+pub mod export;
 pub mod handlers;
 pub mod query;
 pub mod request;

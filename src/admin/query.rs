@@ -17,7 +17,7 @@ use super::request::Ctx;
 use super::response::{self, Resp};
 use crate::record::Kind;
 use crate::store::StoreError;
-use crate::store::query::{MAX_PAGE, Order, Page, Query};
+use crate::store::query::{MAX_PAGE, Order, Page, Query, time_ms};
 
 /// Events per page when `limit` is not given.
 const DEFAULT_LIMIT: usize = 100;
@@ -51,7 +51,7 @@ fn page_json(page: Page) -> Value {
 
 /// The events database is closed only while the writer recovers from a
 /// failed commit: worth a retry.
-fn store_error(e: StoreError) -> ApiError {
+pub(super) fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Db { .. } => {
             tracing::warn!(error = %e, "query failed");
@@ -63,37 +63,14 @@ fn store_error(e: StoreError) -> ApiError {
 
 /// Parses the query string into a query on the caller's workspace.
 pub(super) fn parse(raw: &str, workspace: u32, max_scan_rows: u64) -> Result<Query, ApiError> {
-    let mut q = Query {
-        workspace,
-        since: None,
-        from_ms: None,
-        to_ms: None,
-        listener: None,
-        kind: None,
-        text: None,
-        limit: DEFAULT_LIMIT,
-        order: Order::Asc,
-        cursor: None,
-        max_scan_rows,
-    };
-    for pair in raw.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = percent_decode(v).ok_or_else(|| ApiError::invalid(format!("{k}: bad percent-encoding")))?;
+    let mut q = unfiltered(workspace, max_scan_rows);
+    for pair in pairs(raw) {
+        let (k, v) = pair?;
+        if filter(&mut q, k, &v)? {
+            continue;
+        }
         match k {
-            "workspace" => {
-                if number::<u32>(k, &v)? != workspace {
-                    return Err(ApiError::forbidden(format!("this token is for workspace {workspace}")));
-                }
-            }
-            "since" => q.since = Some(number(k, &v)?),
             "cursor" => q.cursor = Some(number(k, &v)?),
-            "from" => q.from_ms = Some(time(k, &v)?),
-            "to" => q.to_ms = Some(time(k, &v)?),
-            "listener" => q.listener = Some(v),
-            "kind" => q.kind = Some(kind(&v)?),
-            "q" if v.is_empty() => {}
-            "q" if v.len() > MAX_TEXT => return Err(ApiError::invalid(format!("q: longer than {MAX_TEXT} bytes"))),
-            "q" => q.text = Some(v),
             "limit" => match number::<usize>(k, &v)? {
                 n @ 1..=MAX_PAGE => q.limit = n,
                 _ => return Err(ApiError::invalid(format!("limit: must be 1..={MAX_PAGE}"))),
@@ -105,36 +82,85 @@ pub(super) fn parse(raw: &str, workspace: u32, max_scan_rows: u64) -> Result<Que
                     _ => return Err(ApiError::invalid("order: asc or desc")),
                 }
             }
-            other => return Err(ApiError::invalid(format!("unknown parameter {other:?}"))),
+            other => return Err(unknown(other)),
         }
     }
-    if let (Some(f), Some(t)) = (q.from_ms, q.to_ms)
-        && f > t
-    {
-        return Err(ApiError::invalid("from is after to"));
-    }
+    check_window(&q)?;
     Ok(q)
 }
 
-fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
+/// A query on `workspace` with no filter yet: ascending, from the start.
+pub(super) fn unfiltered(workspace: u32, max_scan_rows: u64) -> Query {
+    Query {
+        workspace,
+        since: None,
+        from_ms: None,
+        to_ms: None,
+        listener: None,
+        kind: None,
+        text: None,
+        limit: DEFAULT_LIMIT,
+        order: Order::Asc,
+        cursor: None,
+        max_scan_rows,
+    }
+}
+
+/// The `key=value` pairs of a query string, values percent-decoded.
+pub(super) fn pairs(raw: &str) -> impl Iterator<Item = Result<(&str, String), ApiError>> {
+    raw.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v).ok_or_else(|| ApiError::invalid(format!("{k}: bad percent-encoding")))?;
+        Ok((k, v))
+    })
+}
+
+/// Applies one of the filters every event route shares (`workspace`,
+/// `since`, `from`, `to`, `listener`, `kind`, `q`); `false` when `k` is none
+/// of them.
+pub(super) fn filter(q: &mut Query, k: &str, v: &str) -> Result<bool, ApiError> {
+    match k {
+        "workspace" => {
+            if number::<u32>(k, v)? != q.workspace {
+                return Err(ApiError::forbidden(format!("this token is for workspace {}", q.workspace)));
+            }
+        }
+        "since" => q.since = Some(number(k, v)?),
+        "from" => q.from_ms = Some(time(k, v)?),
+        "to" => q.to_ms = Some(time(k, v)?),
+        "listener" => q.listener = Some(v.to_owned()),
+        "kind" => {
+            q.kind = Some(Kind::from_name(v).ok_or_else(|| ApiError::invalid("kind: event, log, metric or syslog"))?)
+        }
+        "q" if v.is_empty() => {}
+        "q" if v.len() > MAX_TEXT => return Err(ApiError::invalid(format!("q: longer than {MAX_TEXT} bytes"))),
+        "q" => q.text = Some(v.to_owned()),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// An unknown parameter: refused, so that a typo never widens a query.
+pub(super) fn unknown(name: &str) -> ApiError {
+    ApiError::invalid(format!("unknown parameter {name:?}"))
+}
+
+/// Refuses a time window that ends before it starts.
+pub(super) fn check_window(q: &Query) -> Result<(), ApiError> {
+    match (q.from_ms, q.to_ms) {
+        (Some(f), Some(t)) if f > t => Err(ApiError::invalid("from is after to")),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn number<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ApiError> {
     v.parse().map_err(|_| ApiError::invalid(format!("{name}: not a valid number: {v:?}")))
 }
 
 /// Unix milliseconds, or an RFC 3339 time.
 fn time(name: &str, v: &str) -> Result<u64, ApiError> {
-    if let Ok(ms) = v.parse::<u64>() {
-        return Ok(ms);
-    }
-    let t = chrono::DateTime::parse_from_rfc3339(v)
-        .map_err(|_| ApiError::invalid(format!("{name}: unix milliseconds or RFC 3339, got {v:?}")))?;
-    u64::try_from(t.timestamp_millis()).map_err(|_| ApiError::invalid(format!("{name}: before 1970")))
-}
-
-fn kind(v: &str) -> Result<Kind, ApiError> {
-    [Kind::Event, Kind::Log, Kind::Metric, Kind::Syslog]
-        .into_iter()
-        .find(|k| k.name() == v)
-        .ok_or_else(|| ApiError::invalid("kind: event, log, metric or syslog"))
+    time_ms(v)
+        .ok_or_else(|| ApiError::invalid(format!("{name}: unix milliseconds or RFC 3339 (after 1970), got {v:?}")))
 }
 
 /// `application/x-www-form-urlencoded` value decoding (`+` is a space);

@@ -43,9 +43,15 @@ impl hyper::body::Body for Body {
 
 /// A `text/event-stream` answer fed by `rx`.
 pub fn event_stream(rx: mpsc::Receiver<Bytes>) -> Resp {
+    stream(rx, "text/event-stream")
+}
+
+/// A 200 answer of unknown length (chunked) fed by `rx`, ending when the
+/// sender is dropped.
+pub fn stream(rx: mpsc::Receiver<Bytes>, content_type: &'static str) -> Resp {
     let mut r = Response::new(Body::Stream(rx));
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }

@@ -43,6 +43,7 @@ pub enum Endpoint {
     QueryEvents,
     TailEvents,
     Backup,
+    ExportEvents,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +89,7 @@ pub const ROUTES: &[Route] = &[
     r("GET", "/api/v1/events", Endpoint::QueryEvents, VIEWER),
     r("GET", "/api/v1/events/tail", Endpoint::TailEvents, VIEWER),
     r("GET", "/api/v1/backup", Endpoint::Backup, ADMIN),
+    r("GET", "/api/v1/events/export", Endpoint::ExportEvents, VIEWER),
 ];
 
 /// Most path parameters in any route.

@@ -6,11 +6,15 @@ pub mod backup;
 pub mod bench;
 pub mod credentials;
 pub mod export;
+pub mod filters;
 pub mod http;
 pub mod login;
+pub mod progress;
 pub(crate) mod prompt;
 pub mod remote_keys;
 pub mod status;
+pub mod stream;
+pub mod tail;
 pub mod users;
 
 use std::path::PathBuf;
@@ -40,8 +44,10 @@ pub enum Command {
     /// Manage streaming keys.
     #[command(subcommand)]
     Apikeys(ApikeysCommand),
-    /// Write stored events as NDJSON (reads a stopped daemon's data dir).
-    Export(ExportArgs),
+    /// Write stored events as NDJSON or CSV (through the API, or from a stopped daemon's --data-dir).
+    Export(export::ExportArgs),
+    /// Print the newest events, and with -f follow new ones as they are committed.
+    Tail(tail::TailArgs),
     /// Load generators.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -129,21 +135,6 @@ impl ApikeysCommand {
             | ApikeysCommand::Delete { server, .. } => server.as_deref(),
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    pub dir: DataDirArg,
-    /// Only this workspace (default: all).
-    #[arg(long)]
-    pub workspace: Option<u32>,
-    /// Only events with seq >= SEQ.
-    #[arg(long)]
-    pub since: Option<u64>,
-    /// At most N events.
-    #[arg(long)]
-    pub limit: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,5 @@
-//! Paged queries over one workspace's events, for the admin API.
+//! Queries over one workspace's events: pages for the admin API, and
+//! streamed scans for exports.
 //!
 //! Every query is a range scan over `chunks` keyed `(workspace, first_seq)`:
 //!
@@ -22,6 +23,11 @@
 //! can match rarely (`listener`, `kind`, `text`) stop after
 //! [`Query::max_scan_rows`] rows and say so in [`Page::scan_limited`]; the
 //! cursor then continues where the scan stopped.
+//!
+//! A page is one use of [`Snapshot::stream`], which hands every selected
+//! event to a [`Sink`]: the page's sink collects `limit + 1` of them; the
+//! export's encodes them into a stream and decides itself when to stop
+//! (no scan limit then; it stops when its client goes away).
 //!
 //! The database handle is shared with the writer thread through
 //! [`EventsHandle`]; reads run in their own read transaction (one consistent
@@ -113,23 +119,130 @@ impl EventsHandle {
 
     /// Runs a query (blocking: call it from the blocking pool).
     pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
-        let db = self.get()?;
-        let err = |e: &dyn std::fmt::Display| StoreError::db(&self.path, e);
-        let tx = db.begin_read().map_err(|e| err(&e))?;
-        let table = tx.open_table(events::CHUNKS).map_err(|e| err(&e))?;
-        let mut scan = Scan { q, page: Page::default(), want: q.limit.clamp(1, MAX_PAGE) + 1, path: &self.path };
-        match q.order {
-            Order::Asc => scan.asc(&table).map_err(|e| err(&e))?,
-            Order::Desc => scan.desc(&table).map_err(|e| err(&e))?,
-        }
-        let mut page = scan.page;
-        if page.events.len() > q.limit.clamp(1, MAX_PAGE) {
+        let limit = q.limit.clamp(1, MAX_PAGE);
+        let mut sink = PageSink { events: Vec::new(), want: limit + 1 };
+        let stats = self.snapshot()?.stream(q, &mut sink)?;
+        let mut page = Page {
+            events: sink.events,
+            next_cursor: stats.stopped_at,
+            rows_read: stats.rows_read,
+            scan_limited: stats.stopped_at.is_some(),
+            chunks_skipped: stats.chunks_skipped,
+            damaged_chunks: stats.damaged_chunks,
+        };
+        if page.events.len() > limit {
             // The extra row only tells that another page exists; it starts it.
             let extra = page.events.pop();
             page.next_cursor = extra.and_then(|e| e.get("seq").and_then(Value::as_u64));
         }
         Ok(page)
     }
+
+    /// A read transaction on the events as committed now (blocking: call it
+    /// from the blocking pool). Everything read through it sees that one
+    /// snapshot, however long it is kept.
+    pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let db = self.get()?;
+        let err = |e: &dyn std::fmt::Display| StoreError::db(&self.path, e);
+        let tx = db.begin_read().map_err(|e| err(&e))?;
+        let table = tx.open_table(events::CHUNKS).map_err(|e| err(&e))?;
+        Ok(Snapshot { table, path: self.path.clone() })
+    }
+}
+
+/// One consistent view of the events (a redb read transaction).
+pub struct Snapshot {
+    table: Chunks,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Hands `sink` every event of `q.workspace` that the filters select, in
+    /// `q.order` from `q.since` / `q.cursor` on, until the sink says stop,
+    /// the scan has looked at `q.max_scan_rows` rows (with a `listener`,
+    /// `kind` or `text` filter), or the events run out. `q.limit` is not
+    /// looked at: the sink decides how many it takes.
+    pub fn stream(&self, q: &Query, sink: &mut impl Sink) -> Result<ScanStats, StoreError> {
+        let mut scan = Scan { q, stats: ScanStats::default(), sink, path: &self.path };
+        let done = match q.order {
+            Order::Asc => scan.asc(&self.table),
+            Order::Desc => scan.desc(&self.table),
+        };
+        done.map_err(|e| StoreError::db(&self.path, e))?;
+        Ok(scan.stats)
+    }
+
+    /// The workspaces that have any stored event, in id order.
+    pub fn workspaces(&self) -> Result<Vec<u32>, StoreError> {
+        let err = |e: &dyn std::fmt::Display| StoreError::db(&self.path, e);
+        let mut out = Vec::new();
+        let mut next = 0u32;
+        // One seek per workspace, never a walk over its chunks.
+        while let Some(row) = self.table.range((next, 0u64)..).map_err(|e| err(&e))?.next() {
+            let ws = row.map_err(|e| err(&e))?.0.value().0;
+            out.push(ws);
+            match ws.checked_add(1) {
+                Some(n) => next = n,
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Where a scan puts the events its filters select.
+pub trait Sink {
+    /// Takes one selected event; `false` ends the scan.
+    fn event(&mut self, ev: &StoredEvent<'_>) -> bool;
+
+    /// Asked before each chunk is read; `false` ends the scan (a client that
+    /// went away, a shutdown), even while no row matches.
+    fn keep_going(&mut self) -> bool {
+        true
+    }
+}
+
+/// Collects one page: the events as JSON, up to `want`.
+struct PageSink {
+    events: Vec<Value>,
+    want: usize,
+}
+
+impl Sink for PageSink {
+    fn event(&mut self, ev: &StoredEvent<'_>) -> bool {
+        self.events.push(event_json(ev));
+        self.events.len() < self.want
+    }
+}
+
+/// What a scan went through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Rows decoded and looked at.
+    pub rows_read: u64,
+    /// Where the scan stopped at `max_scan_rows`: the sequence number of the
+    /// first row it did not look at.
+    pub stopped_at: Option<u64>,
+    /// Chunks skipped on their header (time window) without decoding.
+    pub chunks_skipped: u64,
+    /// Chunks that did not decode (skipped, with a warning).
+    pub damaged_chunks: u64,
+}
+
+/// A `from`/`to` bound as written by a user: unix milliseconds, or an RFC
+/// 3339 time. `None` when it is neither, or before 1970.
+pub fn time_ms(v: &str) -> Option<u64> {
+    if let Ok(ms) = v.parse::<u64>() {
+        return Some(ms);
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(v).ok()?;
+    u64::try_from(t.timestamp_millis()).ok()
 }
 
 /// Which way to page.
@@ -182,11 +295,10 @@ pub struct Page {
 
 type Chunks = redb::ReadOnlyTable<(u32, u64), &'static [u8]>;
 
-struct Scan<'a> {
+struct Scan<'a, S> {
     q: &'a Query,
-    page: Page,
-    /// Matching rows to collect: the page size plus one.
-    want: usize,
+    stats: ScanStats,
+    sink: &'a mut S,
     path: &'a Path,
 }
 
@@ -197,7 +309,7 @@ enum Flow {
     Done,
 }
 
-impl Scan<'_> {
+impl<S: Sink> Scan<'_, S> {
     /// The lowest and highest sequence numbers the page may return.
     fn seq_bounds(&self) -> (u64, u64) {
         let mut lo = self.q.since.unwrap_or(0);
@@ -222,6 +334,9 @@ impl Scan<'_> {
             let (key, value) = row?;
             let first_seq = key.value().1;
             let value = value.value();
+            if !self.sink.keep_going() {
+                break;
+            }
             let Some((count, min, max)) = self.header(first_seq, value) else { continue };
             if first_seq.saturating_add(u64::from(count)) <= lo {
                 continue;
@@ -230,7 +345,7 @@ impl Scan<'_> {
                 break;
             }
             if self.misses_window(min, max) {
-                self.page.chunks_skipped += 1;
+                self.stats.chunks_skipped += 1;
                 continue;
             }
             if self.chunk(first_seq, value, (lo, hi), false) == Flow::Done {
@@ -256,6 +371,9 @@ impl Scan<'_> {
             let (key, value) = row?;
             let first_seq = key.value().1;
             let value = value.value();
+            if !self.sink.keep_going() {
+                break;
+            }
             let Some((count, min, max)) = self.header(first_seq, value) else { continue };
             if first_seq.saturating_add(u64::from(count)) <= lo {
                 break;
@@ -264,7 +382,7 @@ impl Scan<'_> {
                 break;
             }
             if self.misses_window(min, max) {
-                self.page.chunks_skipped += 1;
+                self.stats.chunks_skipped += 1;
                 continue;
             }
             if self.chunk(first_seq, value, (lo, hi), true) == Flow::Done {
@@ -288,7 +406,7 @@ impl Scan<'_> {
     fn damaged(&mut self, first_seq: u64, why: &dyn std::fmt::Display) {
         let (path, workspace) = (self.path.display(), self.q.workspace);
         tracing::warn!(path = %path, workspace, first_seq, "query skips a damaged chunk: {why}");
-        self.page.damaged_chunks += 1;
+        self.stats.damaged_chunks += 1;
     }
 
     fn misses_window(&self, min: u64, max: u64) -> bool {
@@ -325,13 +443,12 @@ impl Scan<'_> {
             if seq < lo || seq > hi {
                 continue;
             }
-            if filtered && self.page.rows_read >= self.q.max_scan_rows {
+            if filtered && self.stats.rows_read >= self.q.max_scan_rows {
                 // Stop before this row; it is where the next page starts.
-                self.page.scan_limited = true;
-                self.page.next_cursor = Some(seq);
+                self.stats.stopped_at = Some(seq);
                 return Flow::Done;
             }
-            self.page.rows_read += 1;
+            self.stats.rows_read += 1;
             let ev = StoredEvent {
                 seq,
                 workspace: self.q.workspace,
@@ -339,11 +456,8 @@ impl Scan<'_> {
                 chunk_peer: &decoded.peer,
                 record,
             };
-            if self.matches(&ev) {
-                self.page.events.push(event_json(&ev));
-                if self.page.events.len() >= self.want {
-                    return Flow::Done;
-                }
+            if self.matches(&ev) && !self.sink.event(&ev) {
+                return Flow::Done;
             }
         }
         Flow::More
@@ -564,6 +678,42 @@ mod tests {
         let page = h.query(&Query { text: Some("s1234".into()), ..query() }).unwrap();
         assert_eq!(seqs(&page), vec![1234]);
         assert_eq!(page.events[0]["service"], "s1234");
+    }
+
+    /// Counts what a stream hands it; asks to stop after `chunks` chunks.
+    struct Counting {
+        seqs: Vec<u64>,
+        chunks: usize,
+    }
+
+    impl Sink for Counting {
+        fn event(&mut self, ev: &StoredEvent<'_>) -> bool {
+            self.seqs.push(ev.seq);
+            true
+        }
+        fn keep_going(&mut self) -> bool {
+            self.chunks = self.chunks.saturating_sub(1);
+            self.chunks > 0
+        }
+    }
+
+    #[test]
+    fn a_stream_hands_over_every_match_and_stops_when_the_sink_says() {
+        let (_dir, h) = sample();
+        let snap = h.snapshot().unwrap();
+        assert_eq!(snap.workspaces().unwrap(), [1, 2]);
+        // No scan limit: a rare filter goes to the end in one scan.
+        let q = Query { text: Some("needle".into()), max_scan_rows: u64::MAX, limit: 1, ..query() };
+        let mut all = Counting { seqs: Vec::new(), chunks: usize::MAX };
+        let stats = snap.stream(&q, &mut all).unwrap();
+        assert_eq!(all.seqs, (1..=2000).filter(|s| s % 7 == 0).collect::<Vec<_>>());
+        assert_eq!((stats.rows_read, stats.stopped_at), (2000, None));
+        // A sink that stops between chunks ends the scan even while nothing matches.
+        let q = Query { text: Some("nowhere".into()), max_scan_rows: u64::MAX, ..query() };
+        let mut few = Counting { seqs: Vec::new(), chunks: 4 };
+        let stats = snap.stream(&q, &mut few).unwrap();
+        assert!(few.seqs.is_empty());
+        assert_eq!(stats.rows_read, 3 * CHUNK);
     }
 
     #[test]

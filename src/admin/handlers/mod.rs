@@ -45,6 +45,7 @@ pub async fn call(endpoint: Endpoint, cx: &Ctx) -> Result<Resp, ApiError> {
         Endpoint::QueryEvents => super::query::events(cx).await,
         Endpoint::TailEvents => super::tail::tail(cx).await,
         Endpoint::Backup => backup::backup(cx).await,
+        Endpoint::ExportEvents => super::export::export(cx).await,
     }
 }
 
