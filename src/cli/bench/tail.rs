@@ -20,6 +20,9 @@
 //!
 //! Events the tail has not delivered 5 s after the last ack count as
 //! missing and fail the run. Log in as a member of the key's workspace.
+//! `--filter` adds tail filters (`q=bench_tail`, say, when other load goes
+//! to the same workspace: a reader of every event of a busy workspace falls
+//! behind and is dropped).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -53,6 +56,9 @@ pub struct TailBenchArgs {
     pub rate: f64,
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    /// Filters for the tail, as in its query string (e.g. `q=bench_tail`).
+    #[arg(long)]
+    pub filter: Option<String>,
 }
 
 /// When the tail delivered each event, by its number.
@@ -75,7 +81,8 @@ pub fn run(args: &TailBenchArgs) -> anyhow::Result<()> {
     let ready = std::sync::mpsc::channel();
     let reader = {
         let (seen, ready) = (seen.clone(), ready.0);
-        std::thread::spawn(move || follow(&server, &token, &seen, ready))
+        let filter = args.filter.clone().unwrap_or_default();
+        std::thread::spawn(move || follow(&server, &token, &filter, &seen, ready))
     };
     match ready.1.recv_timeout(Duration::from_secs(10)) {
         Ok(Ok(())) => {}
@@ -93,13 +100,18 @@ pub fn run(args: &TailBenchArgs) -> anyhow::Result<()> {
 
 /// Reads the SSE stream, noting when each bench event arrives. Says on
 /// `ready` once the stream is open (or why it is not).
-fn follow(server: &str, token: &str, seen: &Seen, ready: std::sync::mpsc::Sender<anyhow::Result<()>>) {
+fn follow(server: &str, token: &str, filter: &str, seen: &Seen, ready: std::sync::mpsc::Sender<anyhow::Result<()>>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(5)))
         .build()
         .into();
-    let url = format!("{}/api/v1/events/tail", crate::cli::http::ApiClient::new(server).base());
+    let base = crate::cli::http::ApiClient::new(server).base().to_owned();
+    let url = if filter.is_empty() {
+        format!("{base}/api/v1/events/tail")
+    } else {
+        format!("{base}/api/v1/events/tail?{filter}")
+    };
     let resp = match agent.get(&url).header("authorization", &format!("Bearer {token}")).call() {
         Ok(r) if r.status() == 200 => r,
         Ok(r) => {
