@@ -12,22 +12,18 @@
 //! file), while the old files are held open so no daemon can start on DIR
 //! in between.
 
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, anyhow};
 
 use super::credentials::{self, ServerArg};
-use super::http::ApiClient;
 use crate::store::backup::{self, Restorer};
 use crate::store::{CONTROL_FILE, EVENTS_FILE, StoreError};
 
 /// Staging directory inside DEST while a backup downloads.
 pub const PARTIAL_DIR: &str = ".sluice-backup-partial";
-/// A download gets this long to connect; the stream itself has no deadline
-/// (a large data dir takes as long as it takes).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer between the socket and the decoder.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -85,29 +81,7 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<()> {
 
 /// Streams the backup into `staging`; returns the bytes received.
 fn download(server: &str, token: &str, staging: &Path) -> anyhow::Result<u64> {
-    let base = ApiClient::new(server).base().to_owned();
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .user_agent(concat!("sluice-cli/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .into();
-    let resp = agent
-        .get(format!("{base}/api/v1/backup"))
-        .header("authorization", format!("Bearer {token}"))
-        .call()
-        .with_context(|| format!("cannot reach {base}"))?;
-    let status = resp.status().as_u16();
-    let body = resp.into_body().into_reader();
-    if status != 200 {
-        let mut text = String::new();
-        let _ = body.take(64 * 1024).read_to_string(&mut text);
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-            .unwrap_or(text);
-        return Err(anyhow!("the server answered {status}: {message}"));
-    }
+    let body = super::stream::get(server, "/api/v1/backup", token)?;
     let (_, bytes) = Restorer::new(staging).restore(BufReader::with_capacity(READ_BUFFER, body))?;
     Ok(bytes)
 }

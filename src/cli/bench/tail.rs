@@ -101,29 +101,16 @@ pub fn run(args: &TailBenchArgs) -> anyhow::Result<()> {
 /// Reads the SSE stream, noting when each bench event arrives. Says on
 /// `ready` once the stream is open (or why it is not).
 fn follow(server: &str, token: &str, filter: &str, seen: &Seen, ready: std::sync::mpsc::Sender<anyhow::Result<()>>) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(Duration::from_secs(5)))
-        .build()
-        .into();
-    let base = crate::cli::http::ApiClient::new(server).base().to_owned();
-    let url = if filter.is_empty() {
-        format!("{base}/api/v1/events/tail")
-    } else {
-        format!("{base}/api/v1/events/tail?{filter}")
-    };
-    let resp = match agent.get(&url).header("authorization", &format!("Bearer {token}")).call() {
-        Ok(r) if r.status() == 200 => r,
-        Ok(r) => {
-            let _ = ready.send(Err(anyhow!("the tail answered {}", r.status())));
-            return;
-        }
+    let path =
+        if filter.is_empty() { "/api/v1/events/tail".to_owned() } else { format!("/api/v1/events/tail?{filter}") };
+    let body = match crate::cli::stream::get(server, &path, token) {
+        Ok(body) => body,
         Err(e) => {
-            let _ = ready.send(Err(anyhow!("cannot open the tail at {url}: {e}")));
+            let _ = ready.send(Err(e.context("cannot open the live tail")));
             return;
         }
     };
-    let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
+    let mut lines = BufReader::new(body).lines();
     // The server's first frame (": open") says the subscription is in place.
     if lines.next().is_none() {
         let _ = ready.send(Err(anyhow!("the tail closed at once")));
