@@ -44,6 +44,30 @@ fn main() {
     let batches: Vec<(String, Vec<u8>)> = batches.into_iter().flat_map(with_truncations).collect();
     write_all(&root.join("batch_decoder"), &batches);
     write_all(&root.join("frame_decoder"), &frame_streams(&batches, &sdk));
+    write_all(&root.join("backup_dump"), &backup_dumps());
+}
+
+/// A real backup stream of a fresh data dir (workspace 1, one streaming
+/// key), whole, cut short and with one byte flipped.
+fn backup_dumps() -> Vec<(String, Vec<u8>)> {
+    use sluice::store::backup::Snapshot;
+    use sluice::store::control::ControlStore;
+    use sluice::store::query::EventsHandle;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let control = ControlStore::open(dir.path()).expect("control store");
+    control.create_key("seed", 1, "gen_fuzz_seeds").expect("a key");
+    let events = EventsHandle::open(dir.path(), 1 << 20).expect("events store");
+    let mut whole = Vec::new();
+    Snapshot::take(&events, &control).expect("snapshot").dump(&mut whole).expect("dump");
+    let mut flipped = whole.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x40;
+    vec![
+        ("dump_cut_last".into(), whole[..whole.len() - 1].to_vec()),
+        ("dump_cut_2_3".into(), whole[..whole.len() * 2 / 3].to_vec()),
+        ("dump_flipped".into(), flipped),
+        ("dump_whole".into(), whole),
+    ]
 }
 
 fn batch(schema_type: SchemaType, batch_id: u64, data: &[u8]) -> Vec<u8> {

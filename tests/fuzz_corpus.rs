@@ -102,6 +102,36 @@ fn token_corpus_replays_and_its_valid_seeds_are_accepted() {
 }
 
 #[test]
+fn backup_corpus_replays_and_only_the_whole_dump_reads_to_its_end() {
+    use sluice::store::backup::format::{DumpReader, Item, dump_reader_input};
+    let seeds = inputs("corpus", "backup_dump");
+    assert!(!seeds.is_empty(), "fuzz/corpus/backup_dump is empty");
+    for (path, bytes) in seeds.iter().chain(inputs("artifacts", "backup_dump").iter()) {
+        let replay = std::panic::catch_unwind(|| dump_reader_input(bytes));
+        assert!(replay.is_ok(), "{} panicked", path.display());
+    }
+    // Whether each seed reads to a verified end: the whole dump must, its
+    // damaged copies must not, or the corpus tests nothing.
+    for (path, bytes) in &seeds {
+        let name = path.file_name().unwrap().to_string_lossy();
+        let mut r = DumpReader::new(&bytes[..]).expect("a seed has the header");
+        let mut ended = false;
+        loop {
+            match r.next_item() {
+                Ok(Some(Item::End(_))) => ended = true,
+                Ok(Some(_)) => {}
+                Ok(None) => break,
+                Err(_) => {
+                    ended = false;
+                    break;
+                }
+            }
+        }
+        assert_eq!(ended, name == "dump_whole", "{name}");
+    }
+}
+
+#[test]
 fn jsonl_corpus_holds_valid_bodies_of_both_streams() {
     let mut seen = Vec::new();
     for (_, bytes) in inputs("corpus", "jsonl_body") {

@@ -196,6 +196,22 @@ impl<W: Write> DumpWriter<W> {
     }
 }
 
+/// The body of the `backup_dump` fuzz target (and of its corpus replay in
+/// `tests/fuzz_corpus.rs`): reads a stream to its end or its first error.
+/// Never panics, whatever the bytes; at most [`MAX_FUZZ_ITEMS`] items.
+pub fn dump_reader_input(data: &[u8]) {
+    let Ok(mut r) = DumpReader::new(data) else { return };
+    for _ in 0..MAX_FUZZ_ITEMS {
+        match r.next_item() {
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Items one fuzz input may produce (each needs at least one byte anyway).
+const MAX_FUZZ_ITEMS: usize = 1 << 20;
+
 /// One step of a backup stream, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Item {
