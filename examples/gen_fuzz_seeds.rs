@@ -1,7 +1,7 @@
 //! Writes the seed corpora of the fuzz targets in `fuzz/` from real bytes:
 //! batches made with `tell-encoding`, frames captured from the published
-//! `tell` SDK talking to a loopback socket, plus truncated and broken
-//! variants.
+//! `tell` SDK talking to a loopback socket, a backup stream of a fresh data
+//! dir, plus truncated and broken variants.
 //!
 //! ```text
 //! cargo run --example gen_fuzz_seeds [-- OUT_DIR]      (default: fuzz/corpus)
