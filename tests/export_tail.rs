@@ -231,27 +231,32 @@ async fn tail_prints_the_newest_events_then_follows_new_commits() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--follow needs a running daemon"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
-    let s = start("");
-    // Far more than every buffer between the scan and an unread pipe holds.
+/// Stores `batches` acked batches of `per_batch` events whose names are `pad` bytes long.
+async fn send_padded(s: &Setup, batches: u64, per_batch: usize, pad: usize) {
     let mut c = AckedClient::connect(&s.daemon.tcp.to_string()).await.unwrap();
-    let pad = "p".repeat(1000);
-    for b in 0..60u64 {
-        let events: Vec<EventParams<'_>> = (0..1000)
+    let name = "p".repeat(pad);
+    for b in 0..batches {
+        let events: Vec<EventParams<'_>> = (0..per_batch)
             .map(|_| EventParams {
                 event_type: EventType::Track,
                 timestamp: 1,
                 service: Some("svc"),
                 device_id: None,
                 session_id: None,
-                event_name: Some(&pad),
+                event_name: Some(&name),
                 payload: None,
             })
             .collect();
         let ack = c.send_and_wait(b + 1, &tell_batch(&s.key, b + 1, &events)).await.unwrap();
         assert_eq!(ack.status, Status::Stored);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
+    let s = start("");
+    // Far more than every buffer between the scan and an unread pipe holds.
+    send_padded(&s, 60, 1000, 1000).await;
     let mut child = s.cli(&["export"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Nobody reads the export yet: the server's scan waits on a full buffer.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -279,23 +284,7 @@ async fn a_follow_dropped_by_the_server_says_so_and_exits_non_zero() {
     // Let the tail open before anything is committed.
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Nobody reads the tail's stdout: the pipe, the sockets, then the server's buffer fill up.
-    let mut c = AckedClient::connect(&s.daemon.tcp.to_string()).await.unwrap();
-    let pad = "p".repeat(4096);
-    for b in 0..30u64 {
-        let events: Vec<EventParams<'_>> = (0..200)
-            .map(|_| EventParams {
-                event_type: EventType::Track,
-                timestamp: 1,
-                service: Some("svc"),
-                device_id: None,
-                session_id: None,
-                event_name: Some(&pad),
-                payload: None,
-            })
-            .collect();
-        let ack = c.send_and_wait(b + 1, &tell_batch(&s.key, b + 1, &events)).await.unwrap();
-        assert_eq!(ack.status, Status::Stored);
-    }
+    send_padded(&s, 30, 200, 4096).await;
     // Past the server's 5 s patience with a full buffer.
     tokio::time::sleep(Duration::from_secs(6)).await;
     let mut stdout = child.stdout.take().unwrap();
