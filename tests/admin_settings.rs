@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 use common::admin::*;
 use serde_json::json;
 
-/// The value of a metric without labels.
-fn metric(api: &ApiClient, name: &str) -> u64 {
-    let text = api.get("/metrics", None).unwrap().body;
-    let line = text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
-    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}:\n{text}"))
-}
-
 /// `n` logins released at once, each on its own connection; all must succeed.
 fn login_together(api: &ApiClient, n: usize) {
     let barrier = Arc::new(Barrier::new(n));

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::admin::{ApiClient, start_admin};
+use common::admin::{metric, start_admin};
 use common::{create_key, export, hex_key};
 use sluice::client::{AckedClient, tell_batch};
 use sluice::codec::ack::Status;
@@ -40,13 +40,6 @@ fn event_batch(key: &[u8; 16], batch_id: u64, marker: &str, pad: usize) -> Vec<u
 async fn send(c: &mut AckedClient, key: &[u8; 16], id: u64, marker: &str, pad: usize) {
     let ack = c.send_and_wait(id, &event_batch(key, id, marker, pad)).await.unwrap();
     assert_eq!(ack.status, Status::Stored, "{marker}");
-}
-
-/// The value of one metric line (`name` with its labels) from `/metrics`.
-fn metric(api: &ApiClient, name: &str) -> u64 {
-    let text = api.get("/metrics", None).unwrap().body;
-    let line = text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
-    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}:\n{text}"))
 }
 
 fn markers(data: &std::path::Path) -> Vec<String> {

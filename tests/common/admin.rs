@@ -63,3 +63,10 @@ pub fn audit(api: &ApiClient, token: &str) -> Vec<Value> {
 pub fn audited(entries: &[Value], action: &str, outcome: &str) -> bool {
     entries.iter().any(|e| e["action"] == action && e["outcome"] == outcome)
 }
+
+/// The value of one line of `/metrics`: `name` as written there, labels included.
+pub fn metric(api: &ApiClient, name: &str) -> u64 {
+    let text = api.get("/metrics", None).unwrap().body;
+    let line = text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
+    line.and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{name}:\n{text}"))
+}
