@@ -14,6 +14,9 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::codec::frame::{DEFAULT_MAX_FRAME, HARD_MAX_FRAME};
+use crate::net::accept::AcceptLimits;
+use crate::net::budget::ConnLimits;
+use crate::net::deadline::Timeouts;
 
 mod admin;
 pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDR, JwtSecret, MIN_JWT_SECRET_LEN, ProxyNet};
@@ -81,6 +84,9 @@ pub struct TcpSource {
     /// A connection is closed after this many frames with a bad key in a row.
     #[serde(default = "default_max_bad_keys")]
     pub max_bad_keys: Count,
+    /// Connections open at once from one client address; more are closed at once.
+    #[serde(default = "default_per_address")]
+    pub max_connections_per_address: Count,
 }
 
 impl TcpSource {
@@ -91,7 +97,12 @@ impl TcpSource {
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
             max_bad_keys: default_max_bad_keys(),
+            max_connections_per_address: default_per_address(),
         }
+    }
+
+    pub fn accept_limits(&self) -> AcceptLimits {
+        AcceptLimits { max_connections: self.max_connections.0, per_address: self.max_connections_per_address.0 }
     }
 }
 
@@ -106,6 +117,9 @@ fn default_idle_timeout() -> Duration {
 }
 fn default_max_bad_keys() -> Count {
     Count(3)
+}
+pub(crate) fn default_per_address() -> Count {
+    Count(64)
 }
 
 /// `[pipeline]`: the in-flight budget and the ack rules.
@@ -130,6 +144,43 @@ pub struct PipelineConfig {
     /// On shutdown, how long open connections may take to finish.
     #[serde(default = "default_drain_timeout", with = "humantime_serde")]
     pub drain_timeout: Duration,
+    /// Most bytes a connection may hold before it has shown a valid key
+    /// (or matched `allowed_sources`); all such connections together hold
+    /// at most a quarter of `max_inflight_bytes`.
+    #[serde(default = "default_untrusted_bytes")]
+    pub max_untrusted_bytes: ByteSize,
+    /// Most bytes a trusted connection may hold before it stops reading
+    /// (a frame already started may finish).
+    #[serde(default = "default_connection_bytes")]
+    pub max_connection_bytes: ByteSize,
+    /// A frame header or request head must arrive within this time, and a
+    /// connection without a valid key yet may not be quiet for longer.
+    #[serde(default = "default_frame_timeout", with = "humantime_serde")]
+    pub frame_timeout: Duration,
+    /// Bytes per second a frame or body in progress must keep up after
+    /// `frame_timeout` (each byte earns 1/min_transfer_rate seconds).
+    #[serde(default = "default_min_rate")]
+    pub min_transfer_rate: ByteSize,
+}
+
+impl PipelineConfig {
+    /// The per-connection byte limits.
+    pub fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            untrusted_bytes: self.max_untrusted_bytes.0 as usize,
+            connection_bytes: self.max_connection_bytes.0 as usize,
+        }
+    }
+
+    /// The deadlines of a listener whose trusted peers may be quiet for `idle`.
+    pub fn timeouts(&self, idle: Duration) -> Timeouts {
+        Timeouts {
+            idle,
+            untrusted_idle: idle.min(self.frame_timeout),
+            frame: self.frame_timeout,
+            min_rate: self.min_transfer_rate.0,
+        }
+    }
 }
 
 impl Default for PipelineConfig {
@@ -141,6 +192,10 @@ impl Default for PipelineConfig {
             max_commit_bytes: default_commit_bytes(),
             cache_bytes: default_cache(),
             drain_timeout: default_drain_timeout(),
+            max_untrusted_bytes: default_untrusted_bytes(),
+            max_connection_bytes: default_connection_bytes(),
+            frame_timeout: default_frame_timeout(),
+            min_transfer_rate: default_min_rate(),
         }
     }
 }
@@ -162,6 +217,18 @@ fn default_cache() -> ByteSize {
 }
 fn default_drain_timeout() -> Duration {
     Duration::from_secs(10)
+}
+fn default_untrusted_bytes() -> ByteSize {
+    ByteSize(1 << 20)
+}
+fn default_connection_bytes() -> ByteSize {
+    ByteSize(4 << 20)
+}
+fn default_frame_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_min_rate() -> ByteSize {
+    ByteSize(8 << 10)
 }
 
 /// A frame size limit: 1 byte to 1 GiB.

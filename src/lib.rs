@@ -30,6 +30,7 @@ pub mod codec;
 pub mod config;
 pub mod export;
 pub mod metrics;
+pub mod net;
 pub mod pipeline;
 pub mod record;
 pub mod server;

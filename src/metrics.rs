@@ -34,6 +34,7 @@ pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
 pub const UDP_KERNEL_DROPS: &str = "sluice_udp_kernel_drops_total";
 pub const UDP_RCVBUF_ERRORS: &str = "sluice_udp_rcvbuf_errors_total";
+pub const CONNECTIONS_CUT: &str = "sluice_connections_cut_total";
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,6 +62,39 @@ impl Refusal {
     }
 }
 
+/// Why the connection toolkit cut a connection (or refused it at accept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cut {
+    /// Quiet between frames for the listener's idle timeout.
+    Idle,
+    /// A frame, request head or body not complete by its deadline (too slow a trickle).
+    SlowFrame,
+    /// No room in the in-flight budget before the deadline.
+    NoBudget,
+    /// Too many connections from one client address (`max_connections_per_address`).
+    PerAddress,
+    /// A peer without a key announced a frame over `max_untrusted_bytes`.
+    UntrustedTooLarge,
+    /// The peer stopped reading what it asked for (acks, a response body).
+    StalledReader,
+}
+
+impl Cut {
+    pub const ALL: [Cut; 6] =
+        [Cut::Idle, Cut::SlowFrame, Cut::NoBudget, Cut::PerAddress, Cut::UntrustedTooLarge, Cut::StalledReader];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Cut::Idle => "idle",
+            Cut::SlowFrame => "slow_frame",
+            Cut::NoBudget => "no_budget",
+            Cut::PerAddress => "per_address",
+            Cut::UntrustedTooLarge => "untrusted_too_large",
+            Cut::StalledReader => "stalled_reader",
+        }
+    }
+}
+
 /// Reads one value of a listener's counters.
 type SourceReading = fn(&SourceMetrics) -> i64;
 
@@ -73,6 +107,7 @@ pub struct SourceMetrics {
     pub connections_total: AtomicU64,
     pub auth_failures: AtomicU64,
     refused: [AtomicU64; Refusal::ALL.len()],
+    cut: [AtomicU64; Cut::ALL.len()],
     /// Messages stored cut to the size limit (flagged `truncated`).
     pub truncated: AtomicU64,
     /// Connections or datagrams refused because the peer is not in `allowed_sources`.
@@ -90,6 +125,15 @@ impl SourceMetrics {
 
     pub fn refused(&self, why: Refusal) -> u64 {
         self.refused[why as usize].load(Ordering::Relaxed)
+    }
+
+    /// Counts a connection the toolkit cut (the caller logs it at DEBUG).
+    pub fn cut(&self, why: Cut) {
+        self.cut[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn cuts(&self, why: Cut) -> u64 {
+        self.cut[why as usize].load(Ordering::Relaxed)
     }
 }
 
@@ -184,6 +228,17 @@ impl Metrics {
                     "{FRAMES_REFUSED}{{listener=\"{listener}\",reason=\"{}\"}} {}",
                     why.label(),
                     m.refused(why)
+                );
+            }
+        }
+        let _ = writeln!(out, "# TYPE {CONNECTIONS_CUT} counter");
+        for (listener, m) in &sources {
+            for why in Cut::ALL {
+                let _ = writeln!(
+                    out,
+                    "{CONNECTIONS_CUT}{{listener=\"{listener}\",reason=\"{}\"}} {}",
+                    why.label(),
+                    m.cuts(why)
                 );
             }
         }

@@ -1,25 +1,21 @@
 //! The hand-off between sources and the writer thread: a bounded crossbeam
 //! channel of [`Batch`]es under a byte budget for data in flight.
 //!
-//! A source first takes a [`Permit`] for the bytes it is about to decode
-//! ([`Pipeline::reserve`] waits, which is how TCP readers stop reading when
-//! the budget is spent; [`Pipeline::try_reserve`] fails at once, for sources
-//! that must shed instead). The permit travels inside the batch and is given
-//! back when the writer is done with it, after the commit.
+//! A source charges the [`Budget`] (see `net::budget`) for the bytes it
+//! receives, per connection; the [`Permit`] travels inside the batch and is
+//! given back when the writer is done with it, after the commit. Sources
+//! that must shed instead of waiting use [`Budget::try_reserve`].
 //!
-//! Every batch is charged at least [`MIN_CHARGE`] bytes, so the number of
-//! batches in flight is bounded by `budget / MIN_CHARGE`; the channel is sized
-//! for that many, so a send with a permit in hand never blocks.
-
-use std::sync::Arc;
+//! Every batch holds at least [`MIN_CHARGE`] bytes of the budget, so the
+//! number of batches in flight is bounded by `budget / MIN_CHARGE`; the
+//! channel is sized for that many, so a send with a permit in hand never
+//! blocks.
 
 use crossbeam_channel::{Receiver, Sender};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::oneshot;
 
 use crate::codec::frame::AckedHeader;
-
-/// Smallest charge per batch against the byte budget.
-pub const MIN_CHARGE: usize = 4096;
+pub use crate::net::budget::{Budget, ConnLimits, MIN_CHARGE, Permit};
 
 /// What the store did with a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,18 +54,11 @@ impl Batch {
     }
 }
 
-/// Bytes held against the in-flight budget.
-#[derive(Debug)]
-pub struct Permit {
-    _inner: OwnedSemaphorePermit,
-}
-
 /// The pipeline's sending side; cheap to clone, one per source.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     tx: Sender<Batch>,
-    budget: Arc<Semaphore>,
-    budget_bytes: usize,
+    budget: Budget,
 }
 
 /// The pipeline is closed: the writer has stopped.
@@ -78,33 +67,30 @@ pub struct Pipeline {
 pub struct Closed(pub Box<Batch>);
 
 impl Pipeline {
-    /// Makes a pipeline with `budget_bytes` of room for data in flight.
+    /// Makes a pipeline with `budget_bytes` of room for data in flight and
+    /// the default per-connection limits.
     pub fn new(budget_bytes: usize) -> (Pipeline, Receiver<Batch>) {
-        let budget_bytes = budget_bytes.clamp(MIN_CHARGE, u32::MAX as usize);
-        let (tx, rx) = crossbeam_channel::bounded(budget_bytes / MIN_CHARGE + 1);
-        let budget = Arc::new(Semaphore::new(budget_bytes));
-        (Pipeline { tx, budget, budget_bytes }, rx)
+        Pipeline::with_limits(budget_bytes, ConnLimits::default())
     }
 
-    fn charge(&self, bytes: usize) -> u32 {
-        // A single item larger than the whole budget still gets through, alone.
-        bytes.clamp(MIN_CHARGE, self.budget_bytes) as u32
+    pub fn with_limits(budget_bytes: usize, limits: ConnLimits) -> (Pipeline, Receiver<Batch>) {
+        let budget = Budget::new(budget_bytes, limits);
+        let (tx, rx) = crossbeam_channel::bounded(budget.total() / MIN_CHARGE + 1);
+        (Pipeline { tx, budget }, rx)
     }
 
-    /// Waits until `bytes` fit in the budget.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// Waits until `bytes` fit in the budget (internal writers, benches).
     pub async fn reserve(&self, bytes: usize) -> Permit {
-        let n = self.charge(bytes);
-        match self.budget.clone().acquire_many_owned(n).await {
-            Ok(p) => Permit { _inner: p },
-            // The semaphore is never closed; wait forever rather than overrun.
-            Err(_) => std::future::pending().await,
-        }
+        self.budget.reserve(bytes).await
     }
 
     /// Takes `bytes` of budget if they are free now.
     pub fn try_reserve(&self, bytes: usize) -> Option<Permit> {
-        let n = self.charge(bytes);
-        self.budget.clone().try_acquire_many_owned(n).ok().map(|p| Permit { _inner: p })
+        self.budget.try_reserve(bytes)
     }
 
     /// Hands a batch to the writer. Never blocks: the permit guarantees room.
@@ -114,11 +100,11 @@ impl Pipeline {
 
     /// Bytes currently held by batches not yet done.
     pub fn inflight_bytes(&self) -> usize {
-        self.budget_bytes - self.budget.available_permits()
+        self.budget.held()
     }
 
     pub fn budget_bytes(&self) -> usize {
-        self.budget_bytes
+        self.budget.total()
     }
 }
 

@@ -142,7 +142,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let keys = Arc::new(KeyRegistry::load(&control)?);
     let metrics = Arc::new(Metrics::default());
     let p = config.pipeline.clone();
-    let (pipeline, rx) = Pipeline::new(p.max_inflight_bytes.0 as usize);
+    match crate::net::limits::raise_nofile() {
+        Ok((soft, hard)) => tracing::info!(soft, hard, "open file limit (RLIMIT_NOFILE)"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
+    let (pipeline, rx) = Pipeline::with_limits(p.max_inflight_bytes.0 as usize, p.conn_limits());
     let mut writer_config = WriterConfig::new(
         config.data_dir.join(store::EVENTS_FILE),
         p.cache_bytes.0 as usize,
@@ -214,12 +218,13 @@ fn start_listeners(services: &Services, listeners: Listeners) {
 fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::HttpSource) {
     let ctx = Arc::new(HttpContext::new(HttpDeps {
         name: "http".into(),
-        config: cfg,
         pipeline: services.pipeline.clone(),
         keys: services.keys.clone(),
         metrics: services.metrics.source("http"),
         ack_timeout: services.config.pipeline.ack_timeout,
+        timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
+        config: cfg,
     }));
     let tracker = services.tracker.clone();
     services.tracker.spawn(http::serve(listener, ctx, services.shutdown.clone(), tracker));
@@ -228,12 +233,13 @@ fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::Ht
 fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::TcpSource) {
     let ctx = Arc::new(TcpContext {
         name: "tcp".into(),
-        config: cfg,
         pipeline: services.pipeline.clone(),
         keys: services.keys.clone(),
         metrics: services.metrics.source("tcp"),
         ack_timeout: services.config.pipeline.ack_timeout,
+        timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
+        config: cfg,
     });
     let tracker = services.tracker.clone();
     services.tracker.spawn(tcp::serve(listener, ctx, services.shutdown.clone(), tracker));
@@ -255,9 +261,11 @@ fn start_admin(
         listeners,
         events: services.events.clone(),
         shutdown: services.shutdown.clone(),
+        timeouts: services.config.pipeline.timeouts(Duration::ZERO),
     };
     let tracker = services.tracker.clone();
-    services.tracker.spawn(crate::admin::run(listener, deps, services.shutdown.clone(), tracker));
+    let (shutdown, abort) = (services.shutdown.clone(), services.abort.clone());
+    services.tracker.spawn(crate::admin::run(listener, deps, shutdown, abort, tracker));
 }
 
 fn syslog_context(services: &Services, name: &'static str, common: &crate::config::SyslogCommon) -> SyslogContext {
@@ -288,8 +296,9 @@ fn ensure_workspace(control: &ControlStore, id: u32, listener: &str) {
 fn start_syslog_tcp(services: &Services, listener: TcpListener, cfg: crate::config::SyslogTcpSource) {
     let ctx = Arc::new(SyslogTcpContext {
         base: syslog_context(services, "syslog_tcp", &cfg.common),
-        config: cfg,
+        timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
+        config: cfg,
     });
     services.tracker.spawn(syslog::tcp::serve(listener, ctx, services.shutdown.clone()));
 }

@@ -55,7 +55,12 @@ async fn serve(
     verdict: &mut Option<Verdict>,
 ) -> Result<Resp, ApiError> {
     let caller = admit(state, route, ip, &parts, verdict).await?;
-    let body = read_body(body, &parts.headers, state.config.max_body_bytes.0).await?;
+    let body =
+        read_body(body, &parts.headers, state.config.max_body_bytes.0, state.timeouts).await.inspect_err(|e| {
+            if e.status == http::StatusCode::REQUEST_TIMEOUT {
+                state.metrics.source("admin").cut(crate::metrics::Cut::SlowFrame);
+            }
+        })?;
     let cx = Ctx {
         state: state.clone(),
         ip,

@@ -22,11 +22,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::oneshot;
 
 use super::error::ApiError;
 use super::query::{check_window, filter, number, pairs, store_error, unfiltered, unknown};
@@ -34,6 +33,7 @@ use super::request::Ctx;
 use super::response::{self, Resp};
 use crate::export::{Encoder, Format};
 use crate::metrics::Metrics;
+use crate::net::body_stream::{BodySender, Stop, StreamShape};
 use crate::store::StoreError;
 use crate::store::query::{EventsHandle, Query, ScanStats, Sink};
 use crate::store::reader::{StoredEvent, event_json};
@@ -44,8 +44,6 @@ const EXPORT_BUFFER: usize = 16;
 const CHUNK_BYTES: usize = 64 * 1024;
 /// How long a client may leave a full buffer untouched before the export is cut.
 const STALLED_READER: Duration = Duration::from_secs(60);
-/// How often a full buffer is looked at again.
-const FULL_POLL: Duration = Duration::from_millis(5);
 
 /// What an export was asked for.
 #[derive(Debug, Clone)]
@@ -59,15 +57,10 @@ pub async fn export(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
     let req = parse(cx.query.as_deref().unwrap_or(""), caller.workspace())?;
     let format = req.format;
-    let (tx, rx) = mpsc::channel(EXPORT_BUFFER);
+    let shape = StreamShape { capacity: EXPORT_BUFFER, keep: 1, stall: STALLED_READER };
+    let (tx, rx) = cx.state.open_stream(shape)?;
     let (ready_tx, ready_rx) = oneshot::channel();
-    let job = Job {
-        events: cx.state.events.clone(),
-        req,
-        tx,
-        shutdown: cx.state.shutdown.clone(),
-        metrics: cx.state.metrics.clone(),
-    };
+    let job = Job { events: cx.state.events.clone(), req, tx, metrics: cx.state.metrics.clone() };
     tokio::task::spawn_blocking(move || job.run(ready_tx));
     // Errors before the first byte are still proper error answers.
     match ready_rx.await {
@@ -105,8 +98,7 @@ fn parse(raw: &str, workspace: u32) -> Result<Request, ApiError> {
 struct Job {
     events: EventsHandle,
     req: Request,
-    tx: mpsc::Sender<Bytes>,
-    shutdown: CancellationToken,
+    tx: BodySender,
     metrics: Arc<Metrics>,
 }
 
@@ -128,7 +120,6 @@ impl Job {
             tx: self.tx,
             left: self.req.limit,
             end: None,
-            shutdown: self.shutdown,
         };
         let scanned = match out.encoder.header(&mut out.buf) {
             Ok(()) => snapshot.stream(&self.req.q, &mut out),
@@ -166,12 +157,11 @@ enum End {
 struct Out {
     encoder: Encoder,
     buf: Vec<u8>,
-    tx: mpsc::Sender<Bytes>,
+    tx: BodySender,
     /// Events still wanted, when a limit was given.
     left: Option<u64>,
     /// Set when the sink stopped the scan for a reason of its own.
     end: Option<End>,
-    shutdown: CancellationToken,
 }
 
 impl Sink for Out {
@@ -193,7 +183,7 @@ impl Sink for Out {
     fn keep_going(&mut self) -> bool {
         if self.tx.is_closed() {
             self.end = Some(End::Gone);
-        } else if self.shutdown.is_cancelled() {
+        } else if self.tx.is_shutting_down() {
             self.end = Some(End::Failed("shutdown", "the server is shutting down".into()));
         }
         self.end.is_none()
@@ -204,23 +194,22 @@ impl Out {
     /// Queues the gathered bytes, waiting while the client is behind;
     /// `false` (with the reason in `end`) when the export must stop.
     fn send(&mut self) -> bool {
-        let since = Instant::now();
-        while self.tx.capacity() <= 1 {
-            if !self.keep_going() {
-                return false;
-            }
-            if since.elapsed() >= STALLED_READER {
-                self.end = Some(End::Failed("stalled", "the client read nothing for too long".into()));
-                return false;
-            }
-            std::thread::sleep(FULL_POLL);
-        }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK_BYTES * 2)));
-        if self.tx.try_send(chunk).is_err() {
-            self.end = Some(End::Gone);
-            return false;
+        match self.tx.send_blocking(chunk) {
+            Ok(()) => true,
+            Err(Stop::Gone) => {
+                self.end = Some(End::Gone);
+                false
+            }
+            Err(Stop::Stalled) => {
+                self.end = Some(End::Failed("stalled", "the client read nothing for too long".into()));
+                false
+            }
+            Err(Stop::Shutdown) => {
+                self.end = Some(End::Failed("shutdown", "the server is shutting down".into()));
+                false
+            }
         }
-        true
     }
 
     /// Queues what is left and, for a cut export, the trailer (in the slot
@@ -240,7 +229,7 @@ impl Out {
         }
         let mut trailer = Vec::new();
         if self.encoder.error(code, &message, &mut trailer).is_ok() {
-            let _ = self.tx.try_send(Bytes::from(trailer));
+            self.tx.send_last(Bytes::from(trailer));
         }
     }
 }

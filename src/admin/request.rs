@@ -5,9 +5,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http::HeaderMap;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
 use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
@@ -16,6 +15,8 @@ use super::routes::Params;
 use super::state::AdminState;
 use crate::auth::session::Caller;
 use crate::config::AdminConfig;
+use crate::net::deadline::Timeouts;
+use crate::net::http::{BodyError, BodyReader};
 
 /// Longest `User-Agent` kept with a session.
 const MAX_USER_AGENT: usize = 256;
@@ -65,44 +66,25 @@ pub fn user_agent(headers: &HeaderMap) -> String {
 }
 
 /// Reads the body, refusing more than `limit` bytes (413) before reading them
-/// when `Content-Length` says so, else as soon as the limit is passed.
-pub async fn read_body(body: Incoming, headers: &HeaderMap, limit: u64) -> Result<Bytes, ApiError> {
+/// when `Content-Length` says so, else as soon as the limit is passed; 408
+/// when it does not arrive by its deadline (`timeouts`: frame time plus what
+/// its bytes earn at the minimum rate).
+pub async fn read_body(body: Incoming, headers: &HeaderMap, limit: u64, timeouts: Timeouts) -> Result<Bytes, ApiError> {
     let declared = headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(limit)),
-        Err(e) => Err(ApiError::invalid(format!("cannot read body: {e}"))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(proxies: &[&str]) -> AdminConfig {
-        let mut c = AdminConfig::at("127.0.0.1:0".parse().unwrap());
-        c.trusted_proxies = proxies.iter().map(|p| p.to_string().try_into().unwrap()).collect();
-        c
-    }
-
-    fn xff(v: &str) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", v.parse().unwrap());
-        h
-    }
-
-    #[test]
-    fn forwarded_for_counts_only_from_trusted_proxies() {
-        let peer: IpAddr = "10.0.0.5".parse().unwrap();
-        let h = xff("203.0.113.9, 10.0.0.7");
-        assert_eq!(client_ip(&config(&[]), peer, &h), peer, "untrusted peer");
-        assert_eq!(client_ip(&config(&["10.0.0.0/8"]), peer, &h).to_string(), "203.0.113.9");
-        assert_eq!(client_ip(&config(&["10.0.0.5"]), peer, &h).to_string(), "10.0.0.7");
-        assert_eq!(client_ip(&config(&["10.0.0.0/8"]), peer, &HeaderMap::new()), peer);
-        assert_eq!(client_ip(&config(&["10.0.0.0/8"]), peer, &xff("junk")), peer);
+    let mut reader = BodyReader::new(body, timeouts);
+    let mut buf = BytesMut::new();
+    loop {
+        match reader.next().await {
+            Ok(Some(data)) if (buf.len() + data.len()) as u64 > limit => return Err(ApiError::too_large(limit)),
+            Ok(Some(data)) => buf.extend_from_slice(&data),
+            Ok(None) => return Ok(buf.freeze()),
+            Err(BodyError::TooSlow) => {
+                return Err(ApiError::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the body did not arrive in time"));
+            }
+            Err(e) => return Err(ApiError::invalid(e.to_string())),
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The route table: every endpoint, its method, path and who may call it.
 //!
 //! [`ROUTES`] is the single source: the dispatcher matches against it and
-//! `tests/api_docs.rs` checks that `docs/api.md` lists exactly these routes.
+//! `tests/it/api_docs.rs` checks that `docs/api.md` lists exactly these routes.
 //! Path segments in braces (`{id}`) are parameters.
 
 use crate::auth::role::Role;

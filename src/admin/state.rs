@@ -24,7 +24,11 @@ use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::control::{AuditEntry, ControlStore};
 use crate::store::query::EventsHandle;
+use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::net::body_stream::{BodySender, StreamShape, Streams};
 
 /// Environment variable that can hold the JWT secret (at least 32 bytes).
 pub const JWT_SECRET_ENV: &str = "SLUICE_JWT_SECRET";
@@ -53,6 +57,10 @@ pub struct AdminState {
     pub events: EventsHandle,
     /// Cancelled when the daemon stops; ends live tails.
     pub shutdown: CancellationToken,
+    /// Request body deadlines (`[pipeline] frame_timeout`, `min_transfer_rate`).
+    pub timeouts: crate::net::deadline::Timeouts,
+    /// The cap on streamed answers running at once (`[admin] max_streams`).
+    pub streams: Streams,
 }
 
 /// What [`AdminState::build`] needs.
@@ -65,9 +73,21 @@ pub struct AdminDeps {
     pub listeners: Vec<(&'static str, SocketAddr)>,
     pub events: EventsHandle,
     pub shutdown: CancellationToken,
+    /// Request body deadlines (`[pipeline] frame_timeout`, `min_transfer_rate`).
+    pub timeouts: crate::net::deadline::Timeouts,
 }
 
 impl AdminState {
+    /// A streamed answer's channel, or 503 when `[admin] max_streams` run already.
+    pub fn open_stream(&self, shape: StreamShape) -> Result<(BodySender, mpsc::Receiver<Bytes>), ApiError> {
+        self.streams.open(shape, self.shutdown.clone()).ok_or_else(|| {
+            ApiError::unavailable(format!(
+                "{} streamed answers (tails, exports, backups) are running; retry later",
+                self.config.max_streams.0
+            ))
+        })
+    }
+
     /// Builds the state (blocking: reads and may write control.redb).
     pub fn build(deps: AdminDeps) -> Result<AdminState, StoreError> {
         let secret = match (&deps.config.jwt_secret, std::env::var(JWT_SECRET_ENV)) {
@@ -83,6 +103,7 @@ impl AdminState {
         publish_setup_token(&deps.data_dir, setup_token.as_deref());
         let hasher = Hasher::new(deps.config.max_password_hashes.0, deps.metrics.clone());
         hasher.prime_blocking().map_err(|e| StoreError::Invalid { reason: e.to_string() })?;
+        let max_streams = deps.config.max_streams.0;
         let per_min = |n: usize| NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         Ok(AdminState {
             auth: Authenticator { keys: JwtKeys::new(&secret), sessions },
@@ -100,6 +121,8 @@ impl AdminState {
             started: Instant::now(),
             events: deps.events,
             shutdown: deps.shutdown,
+            timeouts: deps.timeouts,
+            streams: Streams::new(max_streams),
         })
     }
 

@@ -17,11 +17,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 
 use super::error::ApiError;
 use super::request::Ctx;
 use super::response::{self, Resp};
+use crate::net::body_stream::{BodySender, Stop, StreamShape};
 use crate::store::query::{Committed, EventsHandle, MAX_PAGE, Query};
 
 /// SSE frames buffered per reader before it counts as slow.
@@ -29,8 +30,6 @@ const TAIL_BUFFER: usize = 1024;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How long a reader may leave a full buffer untouched before it is dropped.
 const SLOW_READER: Duration = Duration::from_secs(5);
-/// How often a full buffer is looked at again.
-const FULL_POLL: Duration = Duration::from_millis(10);
 
 pub async fn tail(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
@@ -46,7 +45,7 @@ pub async fn tail(cx: &Ctx) -> Result<Resp, ApiError> {
     q.limit = MAX_PAGE;
     // Subscribe before anything is read, so no commit falls in between.
     let notices = cx.state.events.subscribe();
-    let (tx, rx) = mpsc::channel(TAIL_BUFFER);
+    let (tx, rx) = cx.state.open_stream(StreamShape { capacity: TAIL_BUFFER, keep: 1, stall: SLOW_READER })?;
     let feed = Feed { events: cx.state.events.clone(), q, tx, metrics: cx.state.metrics.clone() };
     tokio::spawn(feed.run(notices, cx.state.shutdown.clone()));
     Ok(response::event_stream(rx))
@@ -56,7 +55,7 @@ struct Feed {
     events: EventsHandle,
     /// The filters; `since` is the next sequence number to send.
     q: Query,
-    tx: mpsc::Sender<Bytes>,
+    tx: BodySender,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
@@ -143,17 +142,11 @@ impl Feed {
     /// dropped (a backlog being replayed waits that long, live data too:
     /// the writer is never waited for, the broadcast backlog bounds the rest).
     async fn push(&self, frame: Bytes) -> Result<(), End> {
-        let deadline = tokio::time::Instant::now() + SLOW_READER;
-        while self.tx.capacity() <= 1 {
-            if self.tx.is_closed() {
-                return Err(End::Gone);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(End::Dropped("reader too slow"));
-            }
-            tokio::time::sleep(FULL_POLL).await;
-        }
-        self.tx.try_send(frame).map_err(|_| End::Gone)
+        self.tx.send(frame).await.map_err(|stop| match stop {
+            Stop::Gone => End::Gone,
+            Stop::Stalled => End::Dropped("reader too slow"),
+            Stop::Shutdown => End::Shutdown,
+        })
     }
 
     fn finish(self, end: End) {
@@ -166,6 +159,6 @@ impl Feed {
             }
             End::Shutdown => "event: shutdown\ndata: {}\n\n".to_owned(),
         };
-        let _ = self.tx.try_send(Bytes::from(frame));
+        self.tx.send_last(Bytes::from(frame));
     }
 }

@@ -1,5 +1,5 @@
 //! Body of the `token_parser` fuzz target, kept in the library so normal
-//! builds compile it and `tests/fuzz_corpus.rs` replays its corpus on stable.
+//! builds compile it and `tests/it/fuzz_corpus.rs` replays its corpus on stable.
 //!
 //! Input: any bytes, used as an `Authorization` header value (lossy UTF-8)
 //! and as a bare token. Promises checked:

@@ -120,17 +120,36 @@ impl FrameDecoder {
 }
 
 impl FrameDecoder {
-    /// The payload length of a frame whose header is in `src` but whose
-    /// payload is not complete yet: what a reader must make room for before
-    /// reading on. `None` when no frame is pending or it is being discarded.
-    pub fn pending_payload(&self, src: &[u8]) -> Option<usize> {
+    /// A frame whose header is in `src` but whose payload is not complete
+    /// yet: its payload length and acked identity. `None` when no frame is
+    /// pending, or it is being discarded.
+    pub fn pending(&self, src: &[u8]) -> Option<(u32, Option<AckedHeader>)> {
         if self.state != State::Header {
             return None;
         }
         match self.peek_header(src) {
-            Ok(Some((head, len, _))) if len <= self.max_frame && src.len() < head + len as usize => Some(len as usize),
+            Ok(Some((head, len, acked))) if src.len() < head + len as usize => Some((len, acked)),
             _ => None,
         }
+    }
+
+    /// Skips the pending frame (see [`Self::pending`]): its header is
+    /// consumed and the rest of its payload will be discarded as it arrives.
+    pub fn skip_pending(&mut self, src: &mut BytesMut) {
+        if let Ok(Some((head, len, _))) = self.peek_header(src)
+            && self.state == State::Header
+        {
+            src.advance(head);
+            let take = src.len().min(len as usize);
+            src.advance(take);
+            let left = u64::from(len) - take as u64;
+            self.state = if left > 0 { State::Discarding { remaining: left } } else { State::Header };
+        }
+    }
+
+    /// Whether the decoder is discarding the rest of a skipped frame.
+    pub fn is_discarding(&self) -> bool {
+        self.state != State::Header
     }
 }
 
@@ -163,8 +182,8 @@ impl Decoder for FrameDecoder {
                     }
                     // Lengths are ≤ 1 GiB here, so this sum cannot overflow.
                     let total = head_len + len as usize;
+                    // Memory grows as the payload arrives, never for the claim.
                     if src.len() < total {
-                        src.reserve(total - src.len());
                         return Ok(None);
                     }
                     src.advance(head_len);

@@ -1,5 +1,5 @@
 //! Bodies of the fuzz targets in `fuzz/`, kept in the library so that normal
-//! builds compile them and `tests/fuzz_corpus.rs` replays the corpora on
+//! builds compile them and `tests/it/fuzz_corpus.rs` replays the corpora on
 //! stable Rust. The cargo-fuzz targets are one-line wrappers.
 //!
 //! Every function accepts any bytes. They panic only when a decoder breaks

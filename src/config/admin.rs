@@ -45,6 +45,13 @@ pub struct AdminConfig {
     /// Admin connections open at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: Count,
+    /// Admin connections open at once from one client address.
+    #[serde(default = "super::default_per_address")]
+    pub max_connections_per_address: Count,
+    /// Streamed answers (live tails, exports, backups) running at once;
+    /// more are answered 503 (default 16).
+    #[serde(default = "default_max_streams")]
+    pub max_streams: Count,
     /// Most rows one page of `GET /api/v1/events` looks at when it filters
     /// by `q`, `listener` or `kind` (default 100000); the answer says so
     /// when it stopped there.
@@ -64,6 +71,8 @@ impl AdminConfig {
             jwt_secret: None,
             max_password_hashes: default_max_hashes(),
             max_connections: default_max_connections(),
+            max_connections_per_address: super::default_per_address(),
+            max_streams: default_max_streams(),
             query_max_scan_rows: default_query_max_scan_rows(),
         }
     }
@@ -93,6 +102,9 @@ fn default_max_body() -> ByteSize {
 }
 fn default_max_hashes() -> Count {
     Count(2)
+}
+fn default_max_streams() -> Count {
+    Count(16)
 }
 fn default_max_connections() -> Count {
     Count(256)

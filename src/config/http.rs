@@ -9,7 +9,9 @@
 //! cors_origins = []              # e.g. ["https://app.example.com"], or ["*"]; empty: CORS off
 //! trusted_proxies = []           # peers whose X-Forwarded-For names the client (for rate limits)
 //! max_connections = 1024
-//! idle_timeout = "60s"           # keep-alive idle time, and time to send a request's headers and body
+//! max_connections_per_address = 64  # more from one address are closed at once
+//! idle_timeout = "10s"           # keep-alive idle time, and time to send a request's headers
+//!                                # (a body keeps [pipeline] frame_timeout and min_transfer_rate)
 //! busy_timeout = "1s"            # wait this long for room in the pipeline, then 503 + Retry-After
 //!
 //! [sources.http.rate_limit]
@@ -55,7 +57,10 @@ pub struct HttpSource {
     /// Connections open at once; more wait in the kernel's backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: Count,
-    /// Keep-alive idle time, and the time a client has to send a request.
+    /// Connections open at once from one client address.
+    #[serde(default = "super::default_per_address")]
+    pub max_connections_per_address: Count,
+    /// Keep-alive idle time, and the time a client has to send a request head.
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     pub idle_timeout: Duration,
     /// How long a request waits for room in the pipeline before 503.
@@ -74,6 +79,7 @@ impl HttpSource {
             cors_origins: Vec::new(),
             trusted_proxies: Vec::new(),
             max_connections: default_max_connections(),
+            max_connections_per_address: super::default_per_address(),
             idle_timeout: default_idle_timeout(),
             busy_timeout: default_busy_timeout(),
         }
@@ -103,7 +109,7 @@ fn default_max_connections() -> Count {
     Count(1024)
 }
 fn default_idle_timeout() -> Duration {
-    Duration::from_secs(60)
+    Duration::from_secs(10)
 }
 fn default_busy_timeout() -> Duration {
     Duration::from_secs(1)

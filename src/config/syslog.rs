@@ -9,6 +9,7 @@
 //! timezone = "UTC"                          # for timestamps that carry no zone
 //! max_message_bytes = "64KiB"               # longer messages are truncated and flagged
 //! max_connections = 1024
+//! max_connections_per_address = 64         # more from one address are closed at once
 //! idle_timeout = "5m"
 //!
 //! [sources.syslog_udp]
@@ -27,7 +28,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-use super::{ByteSize, Count, default_idle_timeout, default_max_connections};
+use super::{ByteSize, Count, default_idle_timeout, default_max_connections, default_per_address};
 use crate::codec::octet::{DEFAULT_MAX_MESSAGE, HARD_MAX_MESSAGE};
 use crate::codec::syslog::Zone;
 
@@ -57,6 +58,17 @@ pub struct SyslogTcpSource {
     pub max_connections: Count,
     /// A connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: Count,
+}
+
+impl SyslogTcpSource {
+    pub fn accept_limits(&self) -> crate::net::accept::AcceptLimits {
+        crate::net::accept::AcceptLimits {
+            max_connections: self.max_connections.0,
+            per_address: self.max_connections_per_address.0,
+        }
+    }
 }
 
 /// `[sources.syslog_udp]`.
@@ -87,6 +99,13 @@ impl SyslogCommon {
         SyslogCommon { auth, allowed_sources: Vec::new(), timezone: Zone::Utc, max_message_bytes: DEFAULT_MAX_MESSAGE }
     }
 
+    /// Whether a peer counts as trusted before it has shown a key: it
+    /// matched an `allowed_sources` entry, or the listener accepts anyone
+    /// into a fixed workspace.
+    pub fn trusts_on_sight(&self) -> bool {
+        matches!(self.auth, SyslogAuth::Workspace(_)) || !self.allowed_sources.is_empty()
+    }
+
     /// Whether a peer may send.
     pub fn allows(&self, peer: IpAddr) -> bool {
         let peer = canonical(peer);
@@ -110,6 +129,7 @@ impl SyslogTcpSource {
             common: SyslogCommon::new(SyslogAuth::Workspace(workspace)),
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
+            max_connections_per_address: default_per_address(),
         }
     }
 }
@@ -151,6 +171,8 @@ struct RawTcp {
     max_connections: Count,
     #[serde(default = "default_idle_timeout", with = "humantime_serde")]
     idle_timeout: Duration,
+    #[serde(default = "default_per_address")]
+    max_connections_per_address: Count,
 }
 
 #[derive(Debug, Deserialize)]
@@ -213,6 +235,7 @@ impl<'de> Deserialize<'de> for SyslogTcpSource {
             common,
             max_connections: r.max_connections,
             idle_timeout: r.idle_timeout,
+            max_connections_per_address: r.max_connections_per_address,
         })
     }
 }

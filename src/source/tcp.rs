@@ -1,21 +1,23 @@
 //! `[sources.tcp]`: the raw TCP source for Tell SDKs and acked clients.
 //!
-//! Each connection runs a read loop: decode every complete frame in the
-//! buffer, take a byte permit for a pending payload *before* reading it (so a
-//! full pipeline stops the reading and TCP pushes back on the sender), read
-//! more. Each frame's key is checked (a deleted key is refused on its next
-//! frame), its items are decoded into a record block, compressed into a chunk
-//! and submitted.
+//! Connections run the toolkit's read loop (`net::conn`): bytes are charged
+//! to the connection's budget account as they arrive, and every complete
+//! frame is decoded here. Each frame's key is checked (a deleted key is
+//! refused on its next frame); a valid key makes the connection trusted, a
+//! bad one untrusted again. A peer not yet trusted may not start a frame
+//! longer than `[pipeline] max_untrusted_bytes`: an acked one is answered
+//! `too_large` and skipped, a Tell frame (which cannot be answered) is
+//! counted and the connection closed. The items are decoded into a record
+//! block, compressed into a chunk and submitted.
 //!
 //! Acked frames are answered by a per-connection ack writer task, started on
 //! the first acked frame (a Tell SDK connection never receives a byte). Acks
 //! go out in frame order; a stored batch is answered only once its commit
-//! has returned.
+//! has returned. A peer that stops reading its acks fills the ack queue and
+//! is cut at its frame deadline; each ack write has a deadline too.
 //!
-//! A connection ends on EOF, idle timeout, an impossible frame length,
-//! repeated bad keys, or shutdown (then it reads on until the peer is quiet
-//! or gone). Before the socket is dropped, the commit of everything it
-//! handed on is awaited (bounded by `ack_timeout`) and every ack is written.
+//! Before the socket is dropped, the commit of everything the connection
+//! handed on is awaited (bounded by `ack_timeout`) and every ack written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,8 +25,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -38,16 +40,16 @@ use crate::codec::ack::{Ack, Status};
 use crate::codec::frame::{AckedHeader, Frame, FrameDecoder};
 use crate::codec::tell;
 use crate::config::TcpSource;
-use crate::metrics::{Refusal, SourceMetrics};
-use crate::pipeline::{Batch, Outcome, Permit, Pipeline};
+use crate::metrics::{Cut, Refusal, SourceMetrics};
+use crate::net::accept::{Listener, accept_loop};
+use crate::net::budget::Account;
+use crate::net::conn::{End, LoopEnv, Protocol, READ_CHUNK, read_loop};
+use crate::net::deadline::Timeouts;
+use crate::pipeline::{Batch, Outcome, Pipeline};
 use crate::record::BlockBuilder;
 use crate::store::chunk::{self, ChunkMeta};
 use crate::store::now_ms;
 
-/// Room made in the read buffer before each read.
-const READ_CHUNK: usize = 32 * 1024;
-/// After shutdown, a connection whose peer sends nothing for this long is closed.
-const DRAIN_QUIET: Duration = Duration::from_millis(500);
 /// Acks queued per connection before its reader waits for the writer.
 const PENDING_ACKS: usize = 1024;
 
@@ -60,53 +62,25 @@ pub struct TcpContext {
     pub keys: Arc<KeyRegistry>,
     pub metrics: Arc<SourceMetrics>,
     pub ack_timeout: Duration,
+    pub timeouts: Timeouts,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
 }
 
 /// Serves the listener until `shutdown`; connections run on `tracker`.
 pub async fn serve(listener: TcpListener, ctx: Arc<TcpContext>, shutdown: CancellationToken, tracker: TaskTracker) {
-    let max = ctx.config.max_connections.0;
-    let accept_shutdown = shutdown.clone();
-    super::accept_loop(listener, max, accept_shutdown, tracker, move |stream, peer, permit| {
-        let ctx = ctx.clone();
+    let metrics = ctx.metrics.clone();
+    let me = Listener { name: &ctx.name, limits: ctx.config.accept_limits(), metrics: &metrics };
+    let conn_ctx = ctx.clone();
+    accept_loop(listener, me, shutdown.clone(), tracker, move |stream, peer, slot| {
+        let ctx = conn_ctx.clone();
         let shutdown = shutdown.clone();
         async move {
             Connection::run(ctx, stream, peer, shutdown).await;
-            drop(permit);
+            drop(slot);
         }
     })
     .await;
-}
-
-/// Why a connection ended (for the log line).
-#[derive(Debug)]
-enum End {
-    Eof,
-    Idle,
-    Drained,
-    Aborted,
-    TruncatedFrame,
-    BadKeys,
-    Framing(String),
-    Io(std::io::Error),
-    PipelineClosed,
-}
-
-impl std::fmt::Display for End {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            End::Eof => f.write_str("peer closed"),
-            End::Idle => f.write_str("idle timeout"),
-            End::Drained => f.write_str("drained at shutdown"),
-            End::Aborted => f.write_str("aborted at the drain deadline"),
-            End::TruncatedFrame => f.write_str("peer closed in the middle of a frame"),
-            End::BadKeys => f.write_str("too many bad keys"),
-            End::Framing(e) => write!(f, "framing error: {e}"),
-            End::Io(e) => write!(f, "read error: {e}"),
-            End::PipelineClosed => f.write_str("pipeline closed"),
-        }
-    }
 }
 
 enum Flow {
@@ -124,10 +98,7 @@ struct Connection {
     ctx: Arc<TcpContext>,
     peer: String,
     decoder: FrameDecoder,
-    buf: BytesMut,
     builder: BlockBuilder,
-    /// Budget taken for the frame whose payload is being read.
-    pending_permit: Option<Permit>,
     bad_keys_in_a_row: usize,
     /// The commit outcome of the last unacked (Tell) batch handed on.
     last_commit: Option<oneshot::Receiver<Outcome>>,
@@ -135,142 +106,145 @@ struct Connection {
     acks: Option<(mpsc::Sender<Pending>, JoinHandle<()>)>,
 }
 
+impl Protocol for Connection {
+    async fn on_data(&mut self, buf: &mut BytesMut, account: &mut Account, deadline: Instant) -> Result<usize, End> {
+        let mut completed = 0;
+        loop {
+            if !account.is_trusted()
+                && let Some((len, acked)) = self.decoder.pending(buf)
+                && len as usize > account.limit()
+            {
+                self.untrusted_too_large(buf, len, acked, deadline).await?;
+                continue;
+            }
+            match self.decoder.decode(buf) {
+                Ok(Some(frame)) => {
+                    completed += usize::from(!matches!(frame, Frame::Oversized { .. }));
+                    if let Flow::Close(end) = self.on_frame(frame, account, deadline).await {
+                        return Err(end);
+                    }
+                }
+                Ok(None) => return Ok(completed),
+                Err(e) => {
+                    self.ctx.metrics.refuse(Refusal::Malformed);
+                    tracing::warn!(peer = %self.peer, error = %e, "closing connection: framing error");
+                    return Err(End::Protocol(format!("framing error: {e}")));
+                }
+            }
+        }
+    }
+
+    fn in_frame(&self, buf: &BytesMut) -> bool {
+        !buf.is_empty() || self.decoder.is_discarding()
+    }
+}
+
 impl Connection {
     async fn run(ctx: Arc<TcpContext>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
         // Best effort: NODELAY only changes ack latency.
         stream.set_nodelay(true).ok();
-        let (read, write) = stream.into_split();
+        let (mut read, write) = stream.into_split();
         let metrics = ctx.metrics.clone();
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        let mut account = Account::new(ctx.pipeline.budget(), false);
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut conn = Connection {
             decoder: FrameDecoder::new(ctx.config.max_frame_bytes.0),
-            ctx,
             peer: peer.to_string(),
-            buf: BytesMut::with_capacity(READ_CHUNK),
             builder: BlockBuilder::with_capacity(64 * 1024),
-            pending_permit: None,
             bad_keys_in_a_row: 0,
             last_commit: None,
             writer: Some(write),
             acks: None,
+            ctx,
         };
-        let end = conn.read_loop(read, &shutdown).await;
+        let abort = conn.ctx.abort.clone();
+        let env = LoopEnv { timeouts: conn.ctx.timeouts, shutdown: &shutdown, abort: &abort, metrics: &metrics };
+        let end = read_loop(&mut read, &mut conn, &mut account, &mut buf, &env).await;
+        if let End::Eof { mid_frame: true } = end {
+            metrics.refuse(Refusal::Malformed);
+        }
         tracing::debug!(peer = %conn.peer, reason = %end, "connection ended");
         conn.finish().await;
         metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
     }
 
-    async fn read_loop(&mut self, mut read: OwnedReadHalf, shutdown: &CancellationToken) -> End {
-        let mut draining = shutdown.is_cancelled();
-        loop {
-            if let Some(end) = self.decode_buffered().await {
-                return end;
-            }
-            if self.pending_permit.is_none()
-                && let Some(len) = self.decoder.pending_payload(&self.buf)
-            {
-                let Some(permit) = self.reserve(len).await else { return End::Aborted };
-                self.pending_permit = Some(permit);
-            }
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK {
-                self.buf.reserve(READ_CHUNK);
-            }
-            let quiet = if draining { DRAIN_QUIET } else { self.ctx.config.idle_timeout };
-            let read_result = tokio::select! {
-                r = tokio::time::timeout(quiet, read.read_buf(&mut self.buf)) => r,
-                _ = shutdown.cancelled(), if !draining => {
-                    draining = true;
-                    continue;
-                }
-                _ = self.ctx.abort.cancelled() => return End::Aborted,
-            };
-            match read_result {
-                Err(_) if draining => return End::Drained,
-                Err(_) => return End::Idle,
-                Ok(Ok(0)) if self.buf.is_empty() => return End::Eof,
-                Ok(Ok(0)) => {
-                    self.ctx.metrics.refuse(Refusal::Malformed);
-                    return End::TruncatedFrame;
-                }
-                Ok(Ok(n)) => {
-                    self.ctx.metrics.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
-                }
-                Ok(Err(e)) => return End::Io(e),
-            }
+    /// A peer without a key announced a frame over its limit: nothing of it is held.
+    async fn untrusted_too_large(
+        &mut self,
+        buf: &mut BytesMut,
+        len: u32,
+        acked: Option<AckedHeader>,
+        deadline: Instant,
+    ) -> Result<(), End> {
+        self.ctx.metrics.cut(Cut::UntrustedTooLarge);
+        tracing::debug!(peer = %self.peer, len, "frame over max_untrusted_bytes before any valid key");
+        self.refuse(Refusal::TooLarge, acked, deadline).await?;
+        if acked.is_none() {
+            return Err(End::Protocol("Tell frame over max_untrusted_bytes before any valid key".into()));
         }
+        self.decoder.skip_pending(buf);
+        Ok(())
     }
 
-    /// Handles every complete frame in the buffer.
-    async fn decode_buffered(&mut self) -> Option<End> {
-        loop {
-            match self.decoder.decode(&mut self.buf) {
-                Ok(Some(frame)) => {
-                    if let Flow::Close(end) = self.on_frame(frame).await {
-                        return Some(end);
-                    }
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    self.ctx.metrics.refuse(Refusal::Malformed);
-                    tracing::warn!(peer = %self.peer, error = %e, "closing connection: framing error");
-                    return Some(End::Framing(e.to_string()));
-                }
-            }
-        }
-    }
-
-    async fn on_frame(&mut self, frame: Frame) -> Flow {
-        match frame {
-            Frame::Tell { batch } => self.on_batch(batch, None).await,
-            Frame::Acked { header, batch } => self.on_batch(batch, Some(header)).await,
+    async fn on_frame(&mut self, frame: Frame, account: &mut Account, deadline: Instant) -> Flow {
+        let result = match frame {
+            Frame::Tell { batch } => self.on_batch(batch, None, account, deadline).await,
+            Frame::Acked { header, batch } => self.on_batch(batch, Some(header), account, deadline).await,
             Frame::Oversized { header, len } => {
                 tracing::debug!(peer = %self.peer, len, limit = self.ctx.config.max_frame_bytes.0, "frame too large; skipped");
-                self.refuse(Refusal::TooLarge, header).await
+                self.refuse(Refusal::TooLarge, header, deadline).await.map(|()| Flow::Continue)
             }
-        }
+        };
+        result.unwrap_or_else(Flow::Close)
     }
 
-    async fn on_batch(&mut self, bytes: Bytes, acked: Option<AckedHeader>) -> Flow {
-        let permit = match self.pending_permit.take() {
-            Some(p) => p,
-            None => match self.reserve(bytes.len()).await {
-                Some(p) => p,
-                None => return Flow::Close(End::Aborted),
-            },
-        };
+    async fn on_batch(
+        &mut self,
+        bytes: Bytes,
+        acked: Option<AckedHeader>,
+        account: &mut Account,
+        deadline: Instant,
+    ) -> Result<Flow, End> {
         let view = match tell::decode_batch(&bytes) {
             Ok(v) => v,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "malformed batch; skipped");
-                return self.refuse(Refusal::Malformed, acked).await;
+                self.refuse(Refusal::Malformed, acked, deadline).await?;
+                return Ok(Flow::Continue);
             }
         };
         let Some(key) = self.ctx.keys.lookup(&view.api_key) else {
-            return self.on_bad_key(acked).await;
+            account.set_trusted(false);
+            return self.on_bad_key(acked, deadline).await;
         };
+        account.set_trusted(true);
         self.bad_keys_in_a_row = 0;
         let (chunk, count) = match self.build_chunk(&view) {
             Ok(built) => built,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "malformed batch items; skipped");
-                return self.refuse(Refusal::Malformed, acked).await;
+                self.refuse(Refusal::Malformed, acked, deadline).await?;
+                return Ok(Flow::Continue);
             }
         };
+        let permit = account.take(deadline).await.map_err(|_| End::Cut(Cut::NoBudget))?;
         let (tx, rx) = oneshot::channel();
         let batch = Batch { workspace: key.workspace, count, chunk, dedup: acked, reply: Some(tx), permit };
         if self.ctx.pipeline.submit(batch).is_err() {
-            self.refuse(Refusal::Unavailable, acked).await;
-            return Flow::Close(End::PipelineClosed);
+            self.refuse(Refusal::Unavailable, acked, deadline).await?;
+            return Ok(Flow::Close(End::PipelineClosed));
         }
         match acked {
             Some(h) => {
-                let deadline = Instant::now() + self.ctx.ack_timeout;
-                self.reply(Pending::Waiting { batch_id: h.batch_id, outcome: rx, deadline }).await;
+                let ack_deadline = Instant::now() + self.ctx.ack_timeout;
+                let pending = Pending::Waiting { batch_id: h.batch_id, outcome: rx, deadline: ack_deadline };
+                self.reply(pending, deadline).await?;
             }
             None => self.last_commit = Some(rx),
         }
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
     /// Decodes the batch's items into records and encodes them as a chunk.
@@ -290,20 +264,20 @@ impl Connection {
         Ok((chunk::encode(&meta, self.builder.finished()), count))
     }
 
-    async fn on_bad_key(&mut self, acked: Option<AckedHeader>) -> Flow {
+    async fn on_bad_key(&mut self, acked: Option<AckedHeader>, deadline: Instant) -> Result<Flow, End> {
         self.ctx.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
         self.bad_keys_in_a_row += 1;
         tracing::debug!(peer = %self.peer, "unknown or revoked streaming key; batch refused");
-        self.refuse(Refusal::BadKey, acked).await;
+        self.refuse(Refusal::BadKey, acked, deadline).await?;
         if self.bad_keys_in_a_row >= self.ctx.config.max_bad_keys.0 {
             tracing::info!(peer = %self.peer, frames = self.bad_keys_in_a_row, "closing connection after repeated bad keys");
-            return Flow::Close(End::BadKeys);
+            return Ok(Flow::Close(End::Protocol("too many bad keys".into())));
         }
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
     /// Counts a refused frame and answers it if it was acked.
-    async fn refuse(&mut self, why: Refusal, acked: Option<AckedHeader>) -> Flow {
+    async fn refuse(&mut self, why: Refusal, acked: Option<AckedHeader>, deadline: Instant) -> Result<(), End> {
         self.ctx.metrics.refuse(why);
         if let Some(h) = acked {
             let status = match why {
@@ -312,41 +286,33 @@ impl Connection {
                 Refusal::TooLarge => Status::TooLarge,
                 Refusal::Unavailable | Refusal::RateLimited => Status::Unavailable,
             };
-            self.reply(Pending::Ready(Ack::bare(status, h.batch_id))).await;
+            self.reply(Pending::Ready(Ack::bare(status, h.batch_id)), deadline).await?;
         }
-        Flow::Continue
+        Ok(())
     }
 
-    /// Queues a reply, starting the ack writer on first use.
-    async fn reply(&mut self, pending: Pending) {
+    /// Queues a reply, starting the ack writer on first use. A peer that does
+    /// not read its acks fills the queue: it is cut at `deadline`.
+    async fn reply(&mut self, pending: Pending, deadline: Instant) -> Result<(), End> {
         if self.acks.is_none()
             && let Some(write) = self.writer.take()
         {
             let (tx, rx) = mpsc::channel(PENDING_ACKS);
-            let task = tokio::spawn(write_acks(rx, write, self.ctx.metrics.clone()));
+            let ack_writer = AckWriter { metrics: self.ctx.metrics.clone(), write_timeout: self.ctx.timeouts.frame };
+            let task = tokio::spawn(ack_writer.run(rx, write));
             self.acks = Some((tx, task));
         }
-        if let Some((tx, _)) = &self.acks {
-            // A peer that does not read its acks fills this queue; the drain
-            // deadline must still end the connection.
-            tokio::select! {
-                // If the writer is gone the peer has hung up; replies are moot.
-                _ = tx.send(pending) => {}
-                _ = self.ctx.abort.cancelled() => {}
-            }
-        }
-    }
-
-    /// Takes budget for `len` bytes; `None` once the drain deadline has passed.
-    async fn reserve(&self, len: usize) -> Option<Permit> {
-        tokio::select! {
-            p = self.ctx.pipeline.reserve(len) => Some(p),
-            _ = self.ctx.abort.cancelled() => None,
+        let Some((tx, _)) = &self.acks else { return Ok(()) };
+        match tokio::time::timeout_at(deadline, tx.send(pending)).await {
+            Ok(Ok(())) => Ok(()),
+            // The writer gave up on the peer (it hung up or stopped reading).
+            Ok(Err(_)) => Err(End::Protocol("the ack writer stopped".into())),
+            Err(_) => Err(End::Cut(Cut::StalledReader)),
         }
     }
 
     /// Waits for the commits of what this connection handed on, and for the
-    /// ack writer to write every reply.
+    /// ack writer to write every reply (each write has its own deadline).
     async fn finish(&mut self) {
         let abort = self.ctx.abort.clone();
         if let Some(rx) = self.last_commit.take() {
@@ -357,8 +323,7 @@ impl Connection {
         }
         if let Some((tx, mut task)) = self.acks.take() {
             drop(tx);
-            // The ack writer blocks on a peer that stops reading: at the drain
-            // deadline it is cut off (its batches are committed regardless).
+            // At the drain deadline the writer is cut off (its batches are committed regardless).
             tokio::select! {
                 _ = &mut task => {}
                 _ = abort.cancelled() => task.abort(),
@@ -367,38 +332,60 @@ impl Connection {
     }
 }
 
-/// Writes replies in order; flushes whenever the next one is not ready yet.
-async fn write_acks(mut rx: mpsc::Receiver<Pending>, write: OwnedWriteHalf, metrics: Arc<SourceMetrics>) {
-    let mut out = BufWriter::new(write);
-    while let Some(pending) = rx.recv().await {
-        let ack = match pending {
-            Pending::Ready(ack) => ack,
-            Pending::Waiting { batch_id, mut outcome, deadline } => {
-                let result = match outcome.try_recv() {
-                    Ok(o) => Ok(o),
-                    Err(oneshot::error::TryRecvError::Closed) => Err(()),
-                    Err(oneshot::error::TryRecvError::Empty) => {
-                        if out.flush().await.is_err() {
-                            return;
+/// Writes a connection's replies in order.
+struct AckWriter {
+    metrics: Arc<SourceMetrics>,
+    /// Longest a single write may wait for a peer that does not read.
+    write_timeout: Duration,
+}
+
+impl AckWriter {
+    /// Writes replies in order; flushes whenever the next one is not ready yet.
+    async fn run(self, mut rx: mpsc::Receiver<Pending>, write: OwnedWriteHalf) {
+        let mut out = BufWriter::new(write);
+        while let Some(pending) = rx.recv().await {
+            let ack = match pending {
+                Pending::Ready(ack) => ack,
+                Pending::Waiting { batch_id, mut outcome, deadline } => {
+                    let result = match outcome.try_recv() {
+                        Ok(o) => Ok(o),
+                        Err(oneshot::error::TryRecvError::Closed) => Err(()),
+                        Err(oneshot::error::TryRecvError::Empty) => {
+                            if !self.timely(out.flush()).await {
+                                return;
+                            }
+                            match tokio::time::timeout_at(deadline, outcome).await {
+                                Ok(Ok(o)) => Ok(o),
+                                _ => Err(()),
+                            }
                         }
-                        match tokio::time::timeout_at(deadline, outcome).await {
-                            Ok(Ok(o)) => Ok(o),
-                            _ => Err(()),
-                        }
-                    }
-                };
-                to_ack(batch_id, result, &metrics)
+                    };
+                    to_ack(batch_id, result, &self.metrics)
+                }
+            };
+            if !self.timely(out.write_all(&ack.encode())).await {
+                return;
             }
-        };
-        if out.write_all(&ack.encode()).await.is_err() {
-            return;
+            if rx.is_empty() && !self.timely(out.flush()).await {
+                return;
+            }
         }
-        if rx.is_empty() && out.flush().await.is_err() {
-            return;
+        if self.timely(out.flush()).await {
+            let _ = self.timely(out.shutdown()).await;
         }
     }
-    let _ = out.flush().await;
-    let _ = out.shutdown().await;
+
+    /// Runs one write; false if it failed or the peer did not read in time (counted).
+    async fn timely(&self, write: impl std::future::Future<Output = std::io::Result<()>>) -> bool {
+        match tokio::time::timeout(self.write_timeout, write).await {
+            Ok(r) => r.is_ok(),
+            Err(_) => {
+                self.metrics.cut(Cut::StalledReader);
+                tracing::debug!("peer stopped reading its acks; connection cut");
+                false
+            }
+        }
+    }
 }
 
 fn to_ack(batch_id: u64, result: Result<Outcome, ()>, metrics: &SourceMetrics) -> Ack {

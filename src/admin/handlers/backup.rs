@@ -24,12 +24,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, header};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::admin::error::ApiError;
 use crate::admin::request::Ctx;
 use crate::admin::response::{Body, Resp};
+use crate::net::body_stream::{BodySender, Stop, StreamShape};
 use crate::store::StoreError;
 use crate::store::backup::Snapshot;
 use crate::store::control::{AuditEntry, DEFAULT_WORKSPACE};
@@ -40,8 +39,6 @@ const PIECE_BYTES: usize = 64 * 1024;
 const PIECES: usize = 16;
 /// How long the client may leave the buffer full before the dump gives up.
 const STALL: Duration = Duration::from_secs(120);
-/// How often a full buffer is looked at again.
-const FULL_POLL: Duration = Duration::from_millis(5);
 
 pub async fn backup(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
@@ -60,8 +57,8 @@ pub async fn backup(cx: &Ctx) -> Result<Resp, ApiError> {
         Ok(Err(e)) => return Err(e.into()),
         Err(e) => return Err(ApiError::internal(format!("backup task failed: {e}"))),
     };
-    let (tx, rx) = mpsc::channel(PIECES);
-    let sink = ChannelWriter { tx, buf: Vec::with_capacity(PIECE_BYTES), shutdown: cx.state.shutdown.clone() };
+    let (tx, rx) = cx.state.open_stream(StreamShape { capacity: PIECES, keep: 0, stall: STALL })?;
+    let sink = ChannelWriter { tx, buf: Vec::with_capacity(PIECE_BYTES) };
     let entry = super::entry(cx, "backup", "ok", Some("server".into()));
     let state = cx.state.clone();
     tokio::task::spawn_blocking(move || run(snapshot, sink, entry, &state));
@@ -100,9 +97,8 @@ fn run(snapshot: Snapshot, sink: ChannelWriter, mut entry: AuditEntry, state: &A
 
 /// A blocking writer feeding the response body in [`PIECE_BYTES`] pieces.
 struct ChannelWriter {
-    tx: mpsc::Sender<Bytes>,
+    tx: BodySender,
     buf: Vec<u8>,
-    shutdown: CancellationToken,
 }
 
 impl ChannelWriter {
@@ -111,24 +107,15 @@ impl ChannelWriter {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let mut piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE_BYTES)));
-        let deadline = Instant::now() + STALL;
-        loop {
-            match self.tx.try_send(piece) {
-                Ok(()) => return Ok(()),
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"));
-                }
-                Err(mpsc::error::TrySendError::Full(back)) => piece = back,
-            }
-            if self.shutdown.is_cancelled() {
-                return Err(io::Error::other("the daemon is shutting down"));
-            }
-            if Instant::now() >= deadline {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading"));
-            }
-            std::thread::sleep(FULL_POLL);
-        }
+        let piece = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE_BYTES)));
+        self.tx.send_blocking(piece).map_err(|stop| {
+            let kind = match stop {
+                Stop::Gone => io::ErrorKind::BrokenPipe,
+                Stop::Stalled => io::ErrorKind::TimedOut,
+                Stop::Shutdown => io::ErrorKind::Other,
+            };
+            io::Error::new(kind, stop.to_string())
+        })
     }
 }
 
@@ -148,17 +135,27 @@ impl Write for ChannelWriter {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use tokio::sync::mpsc;
+    use tokio_util::sync::CancellationToken;
 
-    fn writer(capacity: usize) -> (ChannelWriter, mpsc::Receiver<Bytes>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(capacity);
+    use super::*;
+    use crate::net::body_stream::Streams;
+
+    /// A writer as the dump gets it (its runtime must outlive it).
+    fn writer(capacity: usize) -> (ChannelWriter, mpsc::Receiver<Bytes>, CancellationToken, tokio::runtime::Runtime) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let shutdown = CancellationToken::new();
-        (ChannelWriter { tx, buf: Vec::new(), shutdown: shutdown.clone() }, rx, shutdown)
+        let shape = StreamShape { capacity, keep: 0, stall: STALL };
+        let (tx, rx) = {
+            let _in_runtime = rt.enter();
+            Streams::new(1).open(shape, shutdown.clone()).unwrap()
+        };
+        (ChannelWriter { tx, buf: Vec::new() }, rx, shutdown, rt)
     }
 
     #[test]
     fn bytes_arrive_in_pieces_and_the_rest_on_flush() {
-        let (mut w, mut rx, _) = writer(PIECES);
+        let (mut w, mut rx, _, _rt) = writer(PIECES);
         w.write_all(&vec![1u8; PIECE_BYTES + 10]).unwrap();
         w.write_all(b"tail").unwrap();
         assert_eq!(rx.try_recv().unwrap().len(), PIECE_BYTES + 10);
@@ -169,7 +166,7 @@ mod tests {
 
     #[test]
     fn a_client_that_went_away_stops_the_dump() {
-        let (mut w, rx, _) = writer(PIECES);
+        let (mut w, rx, _, _rt) = writer(PIECES);
         drop(rx);
         let e = w.write_all(&vec![0u8; PIECE_BYTES]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::BrokenPipe);
@@ -177,7 +174,7 @@ mod tests {
 
     #[test]
     fn shutdown_stops_a_dump_whose_client_stopped_reading() {
-        let (mut w, _rx, shutdown) = writer(1);
+        let (mut w, _rx, shutdown, _rt) = writer(1);
         w.write_all(&vec![0u8; PIECE_BYTES]).unwrap();
         shutdown.cancel();
         let started = Instant::now();

@@ -1,11 +1,13 @@
-//! Request bodies: read under the size limit and the pipeline's byte
-//! budget, then decompressed (`Content-Encoding: gzip` or `zstd`) under the
-//! same limit, so a small compressed body cannot expand past it (zip bombs
-//! stop at `max_body_bytes + 1` bytes of output).
+//! Request bodies: read under the size limit, the pipeline's byte budget
+//! and the minimum transfer rate (`net::http::BodyReader`), then
+//! decompressed (`Content-Encoding: gzip` or `zstd`) under the same limit,
+//! so a small compressed body cannot expand past it (zip bombs stop at
+//! `max_body_bytes + 1` bytes of output).
 //!
 //! Every byte held for a request is first covered by the pipeline's byte
-//! budget ([`Budget`]): the wire body as it arrives, the decompressed body
-//! as it grows, the decoded records. A request that cannot get room within
+//! budget ([`Budget`], the request's account): the wire body as it arrives
+//! (never the `Content-Length` it claims), the decompressed body as it
+//! grows, the decoded records. A request that cannot get room within
 //! `busy_timeout` is answered 503 with `Retry-After`, so a full pipeline
 //! pushes back on HTTP clients instead of growing memory.
 
@@ -14,11 +16,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::reply::Refused;
+use crate::net::budget::Account;
+use crate::net::deadline::Timeouts;
+use crate::net::http::{BodyError, BodyReader};
 use crate::pipeline::{Permit, Pipeline};
 
 /// Budget is taken in steps of at least this much, to keep semaphore traffic low.
@@ -28,73 +32,64 @@ const INFLATE_STEP: usize = 256 << 10;
 /// Largest zstd window accepted (2^24 = 16 MiB): bounds decoder memory per request.
 const ZSTD_WINDOW_LOG_MAX: u32 = 24;
 
-/// Pipeline budget held by one request.
-pub struct Budget<'p> {
-    pipeline: &'p Pipeline,
+/// Pipeline budget held by one request (whose key was verified: trusted).
+pub struct Budget {
+    account: Account,
     deadline: Instant,
     held: usize,
-    permits: Vec<Permit>,
 }
 
-impl<'p> Budget<'p> {
+impl Budget {
     /// `wait`: how long, in total, this request may wait for room.
-    pub fn new(pipeline: &'p Pipeline, wait: Duration) -> Budget<'p> {
-        Budget { pipeline, deadline: Instant::now() + wait, held: 0, permits: Vec::new() }
+    pub fn new(pipeline: &Pipeline, wait: Duration) -> Budget {
+        Budget { account: Account::new(pipeline.budget(), true), deadline: Instant::now() + wait, held: 0 }
     }
 
-    /// Makes sure at least `bytes` are held (everything, if `bytes` is
-    /// more than the whole budget).
+    /// Makes sure at least `bytes` are held.
     pub async fn cover(&mut self, bytes: usize) -> Result<(), Refused> {
-        let all = self.pipeline.budget_bytes();
-        if bytes <= self.held || self.held >= all {
+        if bytes <= self.held {
             return Ok(());
         }
-        let step = (bytes - self.held).max(BUDGET_STEP).min(all - self.held);
-        let permit = match self.pipeline.try_reserve(step) {
-            Some(p) => p,
-            None => tokio::time::timeout_at(self.deadline, self.pipeline.reserve(step))
-                .await
-                .map_err(|_| Refused::unavailable("the pipeline is full; retry later"))?,
-        };
-        self.held += step.max(crate::pipeline::MIN_CHARGE);
-        self.permits.push(permit);
+        let step = (bytes - self.held).max(BUDGET_STEP);
+        self.account
+            .charge(step, self.deadline)
+            .await
+            .map_err(|_| Refused::unavailable("the pipeline is full; retry later"))?;
+        self.held += step;
         Ok(())
     }
 
-    /// The first permit, to travel with the batch; the rest are released
-    /// when the budget is dropped.
-    pub fn take_permit(&mut self) -> Option<Permit> {
-        (!self.permits.is_empty()).then(|| self.permits.swap_remove(0))
+    /// What is held, to travel with the batch.
+    pub async fn take_permit(&mut self) -> Result<Permit, Refused> {
+        self.held = 0;
+        self.account.take(self.deadline).await.map_err(|_| Refused::unavailable("the pipeline is full; retry later"))
     }
 }
 
 /// Reads the whole body: 413 before reading when `Content-Length` is over
-/// `limit`, else as soon as the limit is passed; 408 if it takes longer than
-/// `timeout`.
+/// `limit`, else as soon as the limit is passed; 408 when it does not arrive
+/// by its deadline (`[pipeline] frame_timeout`, plus what its bytes earn at
+/// `min_transfer_rate`).
 pub async fn read(
     body: Incoming,
     headers: &HeaderMap,
     limit: usize,
-    timeout: Duration,
-    budget: &mut Budget<'_>,
+    timeouts: Timeouts,
+    budget: &mut Budget,
 ) -> Result<Bytes, Refused> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(over_limit(limit, "body"));
     }
-    let expected = declared.unwrap_or(0) as usize;
-    budget.cover(expected.max(1)).await?;
-    match tokio::time::timeout(timeout, collect(body, limit, expected, budget)).await {
-        Ok(result) => result,
-        Err(_) => Err(Refused::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the body took too long to arrive")),
-    }
-}
-
-async fn collect(mut body: Incoming, limit: usize, expected: usize, budget: &mut Budget<'_>) -> Result<Bytes, Refused> {
-    let mut buf = BytesMut::with_capacity(expected);
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Refused::malformed("bad_body", format!("cannot read the body: {e}")))?;
-        let Ok(data) = frame.into_data() else { continue };
+    let mut reader = BodyReader::new(body, timeouts);
+    let mut buf = BytesMut::new();
+    loop {
+        let data = match reader.next().await {
+            Ok(Some(data)) => data,
+            Ok(None) => return Ok(buf.freeze()),
+            Err(BodyError::TooSlow) => return Err(too_slow()),
+            Err(e) => return Err(Refused::malformed("bad_body", e.to_string())),
+        };
         let len = buf.len() + data.len();
         if len > limit {
             return Err(over_limit(limit, "body"));
@@ -102,7 +97,11 @@ async fn collect(mut body: Incoming, limit: usize, expected: usize, budget: &mut
         budget.cover(len).await?;
         buf.extend_from_slice(&data);
     }
-    Ok(buf.freeze())
+}
+
+/// 408: the body did not keep the minimum rate.
+pub fn too_slow() -> Refused {
+    Refused::new(StatusCode::REQUEST_TIMEOUT, "timeout", "the body did not arrive at the minimum transfer rate")
 }
 
 fn over_limit(limit: usize, what: &str) -> Refused {
@@ -144,12 +143,7 @@ fn unsupported(what: &str) -> Refused {
 }
 
 /// Decompresses `body` into at most `limit` bytes, covering them by the budget as they grow.
-pub async fn decompress(
-    body: Bytes,
-    encoding: Encoding,
-    limit: usize,
-    budget: &mut Budget<'_>,
-) -> Result<Bytes, Refused> {
+pub async fn decompress(body: Bytes, encoding: Encoding, limit: usize, budget: &mut Budget) -> Result<Bytes, Refused> {
     let bad = |e: std::io::Error| Refused::malformed("bad_encoding", format!("cannot decompress the body: {e}"));
     match encoding {
         Encoding::Identity => Ok(body),
@@ -162,7 +156,7 @@ pub async fn decompress(
     }
 }
 
-async fn inflate(mut reader: impl Read, limit: usize, budget: &mut Budget<'_>) -> Result<Bytes, Refused> {
+async fn inflate(mut reader: impl Read, limit: usize, budget: &mut Budget) -> Result<Bytes, Refused> {
     let mut out = Vec::new();
     loop {
         let start = out.len();
@@ -242,7 +236,7 @@ mod tests {
         drop(first);
         let mut third = Budget::new(&pipeline, Duration::from_millis(20));
         third.cover(1).await.unwrap();
-        assert!(third.take_permit().is_some());
+        assert!(third.take_permit().await.unwrap().bytes() >= 1);
     }
 
     #[test]

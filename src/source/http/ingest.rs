@@ -49,12 +49,7 @@ pub struct Request<'a> {
 }
 
 /// Stores the body; the answer is sent only after the commit.
-pub async fn store(
-    ctx: &HttpContext,
-    req: &Request<'_>,
-    body: Bytes,
-    budget: &mut Budget<'_>,
-) -> Result<Resp, Refused> {
+pub async fn store(ctx: &HttpContext, req: &Request<'_>, body: Bytes, budget: &mut Budget) -> Result<Resp, Refused> {
     let received_at = now_ms();
     let mut block = BlockBuilder::with_capacity(body.len() + body.len() / 4);
     let decoded = match req.route {
@@ -128,7 +123,7 @@ async fn commit(
     req: &Request<'_>,
     block: &BlockBuilder,
     received_at: u64,
-    budget: &mut Budget<'_>,
+    budget: &mut Budget,
 ) -> Result<u64, Refused> {
     let count = block.count();
     let meta = ChunkMeta {
@@ -139,7 +134,7 @@ async fn commit(
         max_received_ms: received_at,
     };
     let chunk = chunk::encode(&meta, block.finished());
-    let permit = budget.take_permit().ok_or_else(|| Refused::unavailable("no pipeline budget held"))?;
+    let permit = budget.take_permit().await?;
     let (tx, rx) = oneshot::channel();
     let batch = Batch { workspace: req.key.workspace, count, chunk, dedup: None, reply: Some(tx), permit };
     ctx.pipeline.submit(batch).map_err(|_| Refused::unavailable("the daemon is stopping; retry"))?;

@@ -18,10 +18,9 @@
 //! [`limit`] (rate limits), [`body`] (size limit, budget, decompression),
 //! [`ingest`] (decode, commit), [`cors`], [`reply`] (answers).
 //!
-//! Shutdown: the accept loop stops, each connection finishes the request
-//! it is serving (hyper's graceful shutdown: its commit is awaited and
-//! answered) and closes; past the drain deadline (`abort`) connections are
-//! dropped. The writer's final commit comes after.
+//! Connections are served by the toolkit's `net::http::serve_http` (head
+//! deadline, per-address cap, graceful shutdown then abort); bodies are read
+//! at the minimum transfer rate, charged as they arrive.
 
 pub mod auth;
 pub mod body;
@@ -31,16 +30,10 @@ pub mod limit;
 pub mod reply;
 pub mod routes;
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,6 +42,9 @@ use self::limit::RateLimits;
 use crate::auth::keys::KeyRegistry;
 use crate::config::HttpSource;
 use crate::metrics::SourceMetrics;
+use crate::net::accept::AcceptLimits;
+use crate::net::deadline::Timeouts;
+use crate::net::http::{HttpServer, serve_http};
 use crate::pipeline::Pipeline;
 
 /// How often rate-limiter memory is trimmed.
@@ -64,6 +60,8 @@ pub struct HttpDeps {
     pub metrics: Arc<SourceMetrics>,
     /// A request whose commit is not confirmed within this time gets 503.
     pub ack_timeout: Duration,
+    /// Body deadlines (`[pipeline] frame_timeout`, `min_transfer_rate`).
+    pub timeouts: Timeouts,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
 }
@@ -76,6 +74,7 @@ pub struct HttpContext {
     pub keys: Arc<KeyRegistry>,
     pub metrics: Arc<SourceMetrics>,
     pub ack_timeout: Duration,
+    pub timeouts: Timeouts,
     pub abort: CancellationToken,
     pub limits: RateLimits,
     pub cors: Cors,
@@ -92,6 +91,7 @@ impl HttpContext {
             keys: d.keys,
             metrics: d.metrics,
             ack_timeout: d.ack_timeout,
+            timeouts: d.timeouts,
             abort: d.abort,
         }
     }
@@ -100,51 +100,20 @@ impl HttpContext {
 /// Serves the listener until `shutdown`; connections run on `tracker`.
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: CancellationToken, tracker: TaskTracker) {
     tracker.spawn(housekeep(ctx.clone(), shutdown.clone()));
-    let max = ctx.config.max_connections.0;
-    let accept_shutdown = shutdown.clone();
-    crate::source::accept_loop(listener, max, accept_shutdown, tracker, move |stream, peer, permit| {
-        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
-        async move {
-            connection(ctx, stream, peer, shutdown).await;
-            drop(permit);
-        }
+    let c = &ctx.config;
+    let server = HttpServer {
+        name: "http",
+        limits: AcceptLimits { max_connections: c.max_connections.0, per_address: c.max_connections_per_address.0 },
+        head_timeout: c.idle_timeout,
+        metrics: ctx.metrics.clone(),
+        shutdown,
+        abort: ctx.abort.clone(),
+    };
+    serve_http(listener, server, tracker, move |req, peer| {
+        let ctx = ctx.clone();
+        async move { routes::handle(&ctx, req, peer).await }
     })
     .await;
-}
-
-/// Serves one connection; on shutdown finishes the request in progress and closes.
-async fn connection(ctx: Arc<HttpContext>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
-    // Best effort: NODELAY only changes latency.
-    stream.set_nodelay(true).ok();
-    let metrics = ctx.metrics.clone();
-    metrics.connections_open.fetch_add(1, Ordering::Relaxed);
-    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    let abort = ctx.abort.clone();
-    let idle = ctx.config.idle_timeout;
-    let service = service_fn(move |req| {
-        let ctx = ctx.clone();
-        async move { Ok::<_, Infallible>(routes::handle(&ctx, req, peer).await) }
-    });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                r = conn.as_mut() => r,
-                _ = abort.cancelled() => Ok(()),
-            }
-        }
-        _ = abort.cancelled() => Ok(()),
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = %e, "http connection ended with an error");
-    }
-    metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn housekeep(ctx: Arc<HttpContext>, shutdown: CancellationToken) {

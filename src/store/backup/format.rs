@@ -197,7 +197,7 @@ impl<W: Write> DumpWriter<W> {
 }
 
 /// The body of the `backup_dump` fuzz target (and of its corpus replay in
-/// `tests/fuzz_corpus.rs`): reads a stream to its end or its first error.
+/// `tests/it/fuzz_corpus.rs`): reads a stream to its end or its first error.
 /// Never panics, whatever the bytes; at most [`MAX_FUZZ_ITEMS`] items.
 pub fn dump_reader_input(data: &[u8]) {
     let Ok(mut r) = DumpReader::new(data) else { return };

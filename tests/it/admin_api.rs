@@ -1,7 +1,7 @@
 //! The admin API end to end: the real binary, a real HTTP client (ureq),
 //! real sockets. One test per row of the matrix.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

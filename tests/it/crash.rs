@@ -2,7 +2,7 @@
 //! disk after a restart, and a client that resends everything it has no ack
 //! for (same producer, same ids) ends with every event stored exactly once.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 

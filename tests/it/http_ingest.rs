@@ -3,7 +3,7 @@
 //! the three ways to send a key, gzip and zstd bodies, CORS, and each
 //! stored event checked with `sluice export` after the daemon has stopped.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -3,8 +3,8 @@
 //! limit, shutdown drain, several UDP sockets, time zones, BOM and invalid
 //! UTF-8.
 
-mod common;
-mod syslog_support;
+use crate::common;
+use crate::syslog_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -5,8 +5,7 @@
 //! cross-checked against rsyslog's own parse of the same bytes (its JSON
 //! property template). Where sluice deliberately differs, the row says why.
 
-mod common;
-mod syslog_support;
+use crate::syslog_support;
 
 use serde_json::Value;
 use syslog_support::rsyslog::{Rsyslog, send_octet_counted};

@@ -1,7 +1,7 @@
 //! `sluice bench http` against a real daemon: the JSON line it ends with,
 //! and every event it counts as acknowledged is in the store.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

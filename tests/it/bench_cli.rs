@@ -1,6 +1,6 @@
 //! `sluice bench tcp` against a real daemon, and the CLI's data-dir lock.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

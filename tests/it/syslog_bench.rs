@@ -1,8 +1,8 @@
 //! `sluice bench syslog` against the real daemon: it prints its JSON line,
 //! and what it reports as sent over TCP is exactly what the daemon stored.
 
-mod common;
-mod syslog_support;
+use crate::common;
+use crate::syslog_support;
 
 use std::process::Command;
 

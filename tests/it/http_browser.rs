@@ -9,7 +9,7 @@
 //!   npm ci --prefix tests/browser
 //! The test fails (never skips) when they are missing.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

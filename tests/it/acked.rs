@@ -1,7 +1,7 @@
 //! sluice's acked mode over real sockets: every status, de-duplication, and
 //! the stream staying in step after refusals.
 
-mod common;
+use crate::common;
 
 use common::{Daemon, create_key, export, hex_key};
 use sluice::client::{AckedClient, tell_batch};

@@ -2,7 +2,7 @@
 //! behaviour as documented. (The rate limits, body limit, token lifetime
 //! and trusted proxies are shown in tests/admin_api.rs.)
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

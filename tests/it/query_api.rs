@@ -1,7 +1,7 @@
 //! `GET /api/v1/events` end to end: the real binary, events sent over raw
 //! TCP with acks, read back through the admin API with a real HTTP client.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

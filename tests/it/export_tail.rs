@@ -2,7 +2,7 @@
 //! running daemon through the admin API (one streamed request each), and
 //! offline on the same data once the daemon stopped.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -256,7 +256,7 @@ async fn send_padded(s: &Setup, batches: u64, per_batch: usize, pad: usize) {
 async fn an_export_cut_by_shutdown_says_so_and_exits_non_zero() {
     let s = start("");
     // Far more than every buffer between the scan and an unread pipe holds.
-    send_padded(&s, 60, 1000, 1000).await;
+    send_padded(&s, 120, 500, 1000).await;
     let mut child = s.cli(&["export"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // Nobody reads the export yet: the server's scan waits on a full buffer.
     tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,6 +1,6 @@
 //! The systemd unit and the daemon's side of `Type=notify`.
 
-mod common;
+use crate::common;
 
 use std::os::unix::net::UnixDatagram;
 use std::process::Command;

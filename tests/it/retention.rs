@@ -2,7 +2,7 @@
 //! and, past `max_bytes`, the oldest events, while ingest goes on; the
 //! freed pages are reused so the file stops growing.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

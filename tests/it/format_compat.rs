@@ -2,7 +2,7 @@
 //! the same in every later version: its files are committed under
 //! tests/fixtures/format-v1 with what `export` and `apikeys list` showed then.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The admin CLI as a user runs it: `sluice setup`, `login`, `logout`,
 //! `status`, `apikeys --server`, and `users reset-password` offline.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Each `[sources.tcp]` and `[pipeline]` setting changes behaviour as documented.
 //! (`max_frame_bytes` and `max_bad_keys` are shown in tests/acked.rs.)
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

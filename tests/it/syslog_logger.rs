@@ -1,8 +1,7 @@
 //! util-linux `logger` against the real daemon: every transport and format
 //! it speaks arrives with the right fields.
 
-mod common;
-mod syslog_support;
+use crate::syslog_support;
 
 use serde_json::json;
 use syslog_support::*;

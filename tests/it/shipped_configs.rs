@@ -1,7 +1,7 @@
 //! Every config file shipped in config/ is accepted by `sluice check-config`,
 //! so the examples the docs point at stay true to the code.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -1,7 +1,7 @@
 //! The published Tell SDK (`tell` 0.7 from crates.io) against a real sluice:
 //! events, logs and metrics each arrive with their fields.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

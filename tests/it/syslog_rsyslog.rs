@@ -4,8 +4,8 @@
 //! message written into rsyslog (multi-line ones too, over octet counting)
 //! arrives intact.
 
-mod common;
-mod syslog_support;
+use crate::common;
+use crate::syslog_support;
 
 use std::collections::BTreeMap;
 

@@ -4,7 +4,7 @@
 //! truncated download fails and leaves no data dir; restore refuses a data
 //! dir a daemon holds and a non-empty one without --force.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};

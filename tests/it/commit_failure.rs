@@ -6,7 +6,7 @@
 //! the limit is lifted (with `prlimit` on the running process) ingest resumes
 //! by itself.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;

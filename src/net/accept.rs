@@ -1,0 +1,171 @@
+//! The one accept loop of every TCP listener.
+//!
+//! A connection permit is taken *before* `accept`, so `max_connections`
+//! holds even under a connect flood (the excess waits in the kernel's
+//! backlog); a client address already holding `max_connections_per_address`
+//! connections has its new ones closed at once and counted, so one address
+//! cannot take a listener's slots. Accept errors back off instead of
+//! spinning; every connection task is tracked so shutdown can wait for it.
+//! On shutdown, connections the kernel has already completed (the backlog)
+//! are still accepted and drained: their clients may have written data
+//! believing it delivered.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::{Cut, SourceMetrics};
+
+/// How long shutdown waits for one more connection from the backlog.
+const BACKLOG_POLL: Duration = Duration::from_millis(1);
+
+/// Connection limits of one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptLimits {
+    pub max_connections: usize,
+    pub per_address: usize,
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerAddress {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerAddress {
+    fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(AddressSlot { table: self.clone(), ip })
+    }
+}
+
+#[derive(Debug)]
+struct AddressSlot {
+    table: Arc<PerAddress>,
+    ip: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.table.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A connection's place on its listener: given back when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _address: AddressSlot,
+}
+
+/// The listener's side of the loop: its limits and where it counts.
+pub struct Listener<'a> {
+    pub name: &'a str,
+    pub limits: AcceptLimits,
+    pub metrics: &'a Arc<SourceMetrics>,
+}
+
+/// Accepts connections until `shutdown`, running `handle` for each on `tracker`.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    me: Listener<'_>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    handle: F,
+) where
+    F: Fn(TcpStream, SocketAddr, Slot) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(me.limits.max_connections));
+    let addresses = Arc::new(PerAddress::default());
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                if let Some(slot) = admit(&me, &addresses, peer, permit) {
+                    tracker.spawn(handle(stream, peer, slot));
+                }
+            }
+            Err(e) => {
+                // Typically EMFILE/ENFILE: wait for descriptors to free up.
+                tracing::warn!(listener = me.name, error = %e, ?backoff, "accept failed; backing off");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+    // The backlog: connections the kernel completed before we stopped.
+    while let Ok(permit) = permits.clone().try_acquire_owned() {
+        match tokio::time::timeout(BACKLOG_POLL, listener.accept()).await {
+            Ok(Ok((stream, peer))) => {
+                if let Some(slot) = admit(&me, &addresses, peer, permit) {
+                    tracker.spawn(handle(stream, peer, slot));
+                }
+            }
+            _ => return,
+        }
+    }
+}
+
+/// The connection's slot, or `None` (counted) when its address holds its cap.
+fn admit(me: &Listener<'_>, table: &Arc<PerAddress>, peer: SocketAddr, permit: OwnedSemaphorePermit) -> Option<Slot> {
+    match table.try_take(peer.ip(), me.limits.per_address) {
+        Some(address) => Some(Slot { _permit: permit, _address: address }),
+        None => {
+            me.metrics.cut(Cut::PerAddress);
+            tracing::debug!(listener = me.name, %peer, cap = me.limits.per_address, "too many connections from one address; closed");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_gets_its_cap_and_its_slots_back() {
+        let t = Arc::new(PerAddress::default());
+        let a: IpAddr = [127, 0, 0, 2].into();
+        let b: IpAddr = [127, 0, 0, 3].into();
+        let held: Vec<_> = (0..2).map(|_| t.try_take(a, 2).unwrap()).collect();
+        assert!(t.try_take(a, 2).is_none());
+        assert!(t.try_take(b, 2).is_some(), "other addresses are not affected");
+        drop(held);
+        assert!(t.try_take(a, 2).is_some());
+        assert!(t.open.lock().unwrap().is_empty(), "addresses with nothing open are forgotten");
+    }
+}

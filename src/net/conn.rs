@@ -1,0 +1,168 @@
+//! The one read loop of every framed TCP listener (raw TCP, syslog TCP, and
+//! the TLS and RELP listeners built on them).
+//!
+//! ```text
+//!  ┌─► room? (connection under its byte limit, or a frame in progress) ── no ─► wait (deadline)
+//!  │   read (deadline: idle between frames, frame deadline within one)
+//!  │   charge the bytes received (deadline) ─► protocol decodes, hands frames on
+//!  └── settle the clock; shrink a buffer left large by a big frame
+//! ```
+//!
+//! The protocol ([`Protocol`]) only decodes and hands on; the loop owns the
+//! socket reads, the deadlines, the budget charges, the shutdown rules and the
+//! counting of cuts. After shutdown a connection reads on until its peer is
+//! quiet for [`DRAIN_QUIET`] (a client may have written data it believes
+//! delivered); past the drain deadline (`abort`) it stops at once.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::budget::Account;
+use super::deadline::{Clock, FrameClock, Timeouts};
+use crate::metrics::{Cut, SourceMetrics};
+
+/// Room made in the read buffer before each read.
+pub const READ_CHUNK: usize = 32 * 1024;
+/// An empty buffer larger than this is given back after a large frame.
+const SHRINK_ABOVE: usize = 256 * 1024;
+/// After shutdown, a connection whose peer sends nothing for this long is closed.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
+
+/// A protocol decoding what the loop reads.
+pub trait Protocol {
+    /// Decodes every complete frame in `buf` and hands it on, taking its
+    /// budget from `account` (waits end at `deadline`). Returns how many
+    /// frames were completed, or why the connection must close (an
+    /// `End::Cut` is counted by the loop).
+    fn on_data(
+        &mut self,
+        buf: &mut BytesMut,
+        account: &mut Account,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<usize, End>> + Send;
+
+    /// Whether `buf` (after decoding) holds part of a frame.
+    fn in_frame(&self, buf: &BytesMut) -> bool;
+}
+
+/// Why a connection's read loop ended.
+#[derive(Debug)]
+pub enum End {
+    /// The peer closed; `mid_frame` if it left a partial frame behind.
+    Eof {
+        mid_frame: bool,
+    },
+    /// Cut by the toolkit (counted in `sluice_connections_cut_total`).
+    Cut(Cut),
+    Drained,
+    Aborted,
+    Io(std::io::Error),
+    /// The protocol closed the connection (framing error, bad keys, …).
+    Protocol(String),
+    PipelineClosed,
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Eof { mid_frame: false } => f.write_str("peer closed"),
+            End::Eof { mid_frame: true } => f.write_str("peer closed in the middle of a frame"),
+            End::Cut(c) => write!(f, "cut: {}", c.label()),
+            End::Drained => f.write_str("drained at shutdown"),
+            End::Aborted => f.write_str("aborted at the drain deadline"),
+            End::Io(e) => write!(f, "read error: {e}"),
+            End::Protocol(why) => f.write_str(why),
+            End::PipelineClosed => f.write_str("pipeline closed"),
+        }
+    }
+}
+
+/// What the loop needs besides the socket and the protocol.
+pub struct LoopEnv<'a> {
+    pub timeouts: Timeouts,
+    pub shutdown: &'a CancellationToken,
+    pub abort: &'a CancellationToken,
+    pub metrics: &'a Arc<SourceMetrics>,
+}
+
+/// Reads and decodes until the connection ends; returns why.
+pub async fn read_loop<R, P>(
+    read: &mut R,
+    proto: &mut P,
+    account: &mut Account,
+    buf: &mut BytesMut,
+    env: &LoopEnv<'_>,
+) -> End
+where
+    R: AsyncRead + Unpin,
+    P: Protocol,
+{
+    let mut clock = FrameClock::new(env.timeouts);
+    let mut draining = env.shutdown.is_cancelled();
+    loop {
+        let (deadline, rule) = clock.deadline(account.is_trusted());
+        let in_frame = proto.in_frame(buf);
+        if !in_frame && !draining && account.held() >= account.limit() {
+            tokio::select! {
+                r = account.wait_room(deadline) => if r.is_err() { return cut(env, Cut::NoBudget) },
+                _ = env.abort.cancelled() => return End::Aborted,
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK {
+            buf.reserve(READ_CHUNK);
+        }
+        let until = if draining { deadline.min(Instant::now() + DRAIN_QUIET) } else { deadline };
+        let n = tokio::select! {
+            r = tokio::time::timeout_at(until, read.read_buf(buf)) => match r {
+                Ok(Ok(0)) => return End::Eof { mid_frame: in_frame || !buf.is_empty() },
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) => return End::Io(e),
+                Err(_) if draining && Instant::now() < deadline => return End::Drained,
+                Err(_) => return cut(env, if rule == Clock::Idle { Cut::Idle } else { Cut::SlowFrame }),
+            },
+            _ = env.shutdown.cancelled(), if !draining => {
+                draining = true;
+                continue;
+            }
+            _ = env.abort.cancelled() => return End::Aborted,
+        };
+        env.metrics.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+        clock.received(n);
+        let (deadline, _) = clock.deadline(account.is_trusted());
+        let charged = tokio::select! {
+            r = account.charge(n, deadline) => r,
+            _ = env.abort.cancelled() => return End::Aborted,
+        };
+        if charged.is_err() {
+            return cut(env, Cut::NoBudget);
+        }
+        let completed = tokio::select! {
+            r = proto.on_data(buf, account, deadline) => match r {
+                Ok(n) => n,
+                Err(End::Cut(why)) => return cut(env, why),
+                Err(end) => return end,
+            },
+            _ = env.abort.cancelled() => return End::Aborted,
+        };
+        if buf.is_empty() {
+            // Nothing of what was charged is still here: discarded, or handed on.
+            account.release_pending();
+            if buf.capacity() > SHRINK_ABOVE {
+                *buf = BytesMut::with_capacity(READ_CHUNK);
+            }
+        }
+        clock.settle(completed, proto.in_frame(buf), buf.len());
+    }
+}
+
+fn cut(env: &LoopEnv<'_>, why: Cut) -> End {
+    env.metrics.cut(why);
+    End::Cut(why)
+}

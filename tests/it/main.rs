@@ -1,0 +1,33 @@
+//! Integration tests in one binary (one link instead of one per file):
+//! each module drives the real `sluice` binary and real clients.
+
+mod common;
+mod syslog_support;
+
+mod acked;
+mod admin_api;
+mod admin_cli;
+mod admin_settings;
+mod api_docs;
+mod backup;
+mod bench_cli;
+mod cli_keys;
+mod commit_failure;
+mod crash;
+mod export_tail;
+mod format_compat;
+mod fuzz_corpus;
+mod http_bench;
+mod http_browser;
+mod http_ingest;
+mod query_api;
+mod retention;
+mod settings;
+mod shipped_configs;
+mod syslog_bench;
+mod syslog_logger;
+mod syslog_rsyslog;
+mod syslog_shapes;
+mod syslog_sources;
+mod systemd;
+mod tell_sdk;
