@@ -36,8 +36,6 @@ use crate::net::accept::AcceptLimits;
 use crate::net::http::{HttpServer, serve_http};
 use state::{AdminDeps, AdminState};
 
-/// A client must send a request's headers within this time.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often rate-limiter memory is trimmed.
 const LIMITER_HOUSEKEEPING: Duration = Duration::from_secs(60);
 
@@ -60,7 +58,8 @@ pub async fn run(
     let server = HttpServer {
         name: "admin",
         limits: AcceptLimits { max_connections: c.max_connections.0, per_address: c.max_connections_per_address.0 },
-        head_timeout: HEADER_READ_TIMEOUT,
+        // A request head (and keep-alive idle time): `[pipeline] frame_timeout`.
+        head_timeout: state.timeouts.frame,
         metrics: state.metrics.source("admin"),
         shutdown,
         abort,
