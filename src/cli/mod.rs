@@ -149,6 +149,8 @@ pub enum BenchCommand {
     Login(bench::login::LoginBenchArgs),
     /// Send acked events and measure how long a live tail takes to deliver them.
     Tail(bench::tail::TailBenchArgs),
+    /// Hold connections open as hostile peers would (header-only frames, trickles, slowloris).
+    Hostile(bench::hostile::HostileBenchArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -19,6 +19,7 @@ mod format_compat;
 mod fuzz_corpus;
 mod http_bench;
 mod http_browser;
+mod hostile;
 mod http_ingest;
 mod query_api;
 mod retention;

@@ -63,6 +63,7 @@
 //! thread (`SLUICE_BENCH_THREADS` overrides).
 
 mod hist;
+pub mod hostile;
 pub mod http;
 pub mod login;
 mod syslog;
@@ -103,6 +104,7 @@ pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Syslog(args) => syslog::run(args),
         BenchCommand::Login(args) => login::run(args),
         BenchCommand::Tail(args) => tail::run(args),
+        BenchCommand::Hostile(args) => hostile::run(args),
     }
 }
 

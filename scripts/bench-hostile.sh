@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Acked raw TCP throughput without and then with hostile peers connected,
+# in one run against one daemon (docs/bench.md, "Hostile peers").
+#
+#   bash scripts/bench-hostile.sh [SECONDS] [PER_KIND]
+#
+# Builds the release binary, starts a daemon on loopback with the raw TCP,
+# HTTP, syslog TCP and admin listeners on their defaults, then runs
+# `sluice bench tcp --acked` (4 connections, 500-event batches) alone, and
+# again while `sluice bench hostile` holds PER_KIND connections of every kind
+# from 16 loopback addresses. Prints both JSON lines, the hostile report, the
+# daemon's peak RSS and CPU per acked event, and its cut counters.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+per_kind=${2:-32}
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+tcp=127.0.0.1:$(port); http=127.0.0.1:$(port); syslog=127.0.0.1:$(port); admin=127.0.0.1:$(port)
+cat > "$work/sluice.toml" <<EOF
+data_dir = "$work/data"
+[sources.tcp]
+address = "$tcp"
+[sources.http]
+address = "$http"
+[sources.syslog_tcp]
+address = "$syslog"
+workspace = 1
+[admin]
+address = "$admin"
+EOF
+key=$("$bin" apikeys create --data-dir "$work/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
+"$bin" serve --config "$work/sluice.toml" 2> "$work/daemon.log" &
+pid=$!
+for _ in $(seq 100); do grep -q "sluice is ready" "$work/daemon.log" && break; sleep 0.1; done
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks=$(getconf CLK_TCK)
+lscpu | grep -E "Model name|^CPU\(s\)"
+run() {
+    local before after line
+    before=$(cpu)
+    line=$("$bin" bench tcp --addr "$tcp" --key "$key" --acked --connections 4 --batch-size 500 --duration "$secs")
+    sleep 1
+    after=$(cpu)
+    echo "$1: $line"
+    python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('  daemon CPU per acked event: %.2f us' % ((int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4])*1e6/d['events']))" \
+        "$line" "$after" "$before" "$ticks"
+}
+run "alone"
+"$bin" bench hostile --tcp "$tcp" --http "$http" --syslog "$syslog" --admin "$admin" --key "$key" \
+    --per-kind "$per_kind" --spread 16 --duration $((secs + 4)) > "$work/hostile.json" &
+hostile=$!
+sleep 2
+run "with hostile peers"
+wait "$hostile"
+echo "hostile peers: $(cat "$work/hostile.json")"
+echo "daemon peak RSS: $(grep VmHWM "/proc/$pid/status")"
+curl -s "http://$admin/metrics" | grep -E '^sluice_connections_cut_total' | grep -v ' 0$' || true
+kill -TERM "$pid"
+wait "$pid"
