@@ -2,18 +2,20 @@
 # Acked raw TCP throughput without and then with hostile peers connected,
 # in one run against one daemon (docs/bench.md, "Hostile peers").
 #
-#   bash scripts/bench-hostile.sh [SECONDS] [PER_KIND]
+#   bash scripts/bench-hostile.sh [SECONDS] [PER_KIND] [ROUNDS]
 #
 # Builds the release binary, starts a daemon on loopback with the raw TCP,
 # HTTP, syslog TCP and admin listeners on their defaults, then runs
 # `sluice bench tcp --acked` (4 connections, 500-event batches) alone, and
 # again while `sluice bench hostile` holds PER_KIND connections of every kind
-# from 16 loopback addresses. Prints both JSON lines, the hostile report, the
-# daemon's peak RSS and CPU per acked event, and its cut counters.
+# from 16 loopback addresses, ROUNDS times interleaved (default 3). Prints
+# every JSON line, the hostile reports, the daemon's CPU per acked event, its
+# peak RSS and its cut counters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
 per_kind=${2:-32}
+rounds=${3:-3}
 cargo build --release --quiet
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
 work=$(mktemp -d)
@@ -49,14 +51,16 @@ run() {
     python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('  daemon CPU per acked event: %.2f us' % ((int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4])*1e6/d['events']))" \
         "$line" "$after" "$before" "$ticks"
 }
-run "alone"
-"$bin" bench hostile --tcp "$tcp" --http "$http" --syslog "$syslog" --admin "$admin" --key "$key" \
-    --per-kind "$per_kind" --spread 16 --duration $((secs + 4)) > "$work/hostile.json" &
-hostile=$!
-sleep 2
-run "with hostile peers"
-wait "$hostile"
-echo "hostile peers: $(cat "$work/hostile.json")"
+for round in $(seq "$rounds"); do
+    run "round $round alone"
+    "$bin" bench hostile --tcp "$tcp" --http "$http" --syslog "$syslog" --admin "$admin" --key "$key" \
+        --per-kind "$per_kind" --spread 16 --duration $((secs + 4)) > "$work/hostile.json" &
+    hostile=$!
+    sleep 2
+    run "round $round with hostile peers"
+    wait "$hostile"
+    echo "  hostile peers: $(cat "$work/hostile.json")"
+done
 echo "daemon peak RSS: $(grep VmHWM "/proc/$pid/status")"
 curl -s "http://$admin/metrics" | grep -E '^sluice_connections_cut_total' | grep -v ' 0$' || true
 kill -TERM "$pid"

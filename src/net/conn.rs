@@ -121,7 +121,7 @@ where
         let until = if draining { deadline.min(Instant::now() + DRAIN_QUIET) } else { deadline };
         let n = tokio::select! {
             r = tokio::time::timeout_at(until, read.read_buf(buf)) => match r {
-                Ok(Ok(0)) => return End::Eof { mid_frame: in_frame || !buf.is_empty() },
+                Ok(Ok(0)) => return End::Eof { mid_frame: !buf.is_empty() },
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) => return End::Io(e),
                 Err(_) if draining && Instant::now() < deadline => return End::Drained,
