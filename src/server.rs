@@ -64,7 +64,7 @@ impl Listeners {
     pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
         let mut out = Listeners::default();
         if let Some(tcp) = &config.sources.tcp {
-            let l = TcpListener::bind(tcp.address).await.map_err(|source| ServerError::Bind {
+            let l = crate::net::accept::listen(tcp.address).map_err(|source| ServerError::Bind {
                 listener: "tcp",
                 address: tcp.address,
                 source,
@@ -72,7 +72,7 @@ impl Listeners {
             out.tcp = Some(l);
         }
         if let Some(cfg) = &config.sources.syslog_tcp {
-            let l = TcpListener::bind(cfg.address).await.map_err(|source| ServerError::Bind {
+            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
                 listener: "syslog_tcp",
                 address: cfg.address,
                 source,
@@ -88,7 +88,7 @@ impl Listeners {
             out.syslog_udp = Some(bound);
         }
         if let Some(cfg) = &config.sources.http {
-            let l = TcpListener::bind(cfg.address).await.map_err(|source| ServerError::Bind {
+            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
                 listener: "http",
                 address: cfg.address,
                 source,
@@ -96,7 +96,7 @@ impl Listeners {
             out.http = Some(l);
         }
         if let Some(cfg) = &config.admin {
-            let l = TcpListener::bind(cfg.address).await.map_err(|source| ServerError::Bind {
+            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
                 listener: "admin",
                 address: cfg.address,
                 source,

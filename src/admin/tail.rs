@@ -85,6 +85,8 @@ impl Feed {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break End::Shutdown,
+                // The client hung up: give the stream slot back now, not at the next keepalive.
+                _ = self.tx.closed() => break End::Gone,
                 _ = keepalive.tick() => {
                     if let Err(end) = self.push(Bytes::from_static(b": keepalive\n\n")).await {
                         break end;

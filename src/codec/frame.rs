@@ -133,6 +133,19 @@ impl FrameDecoder {
         }
     }
 
+    /// The bytes received so far of the batch of the next frame in `src`
+    /// (complete or not); `None` before its header is complete or while a
+    /// frame is being discarded.
+    pub fn next_batch_prefix<'b>(&self, src: &'b [u8]) -> Option<&'b [u8]> {
+        if self.state != State::Header {
+            return None;
+        }
+        match self.peek_header(src) {
+            Ok(Some((head, len, _))) => src.get(head..src.len().min(head + len as usize)),
+            _ => None,
+        }
+    }
+
     /// Skips the pending frame (see [`Self::pending`]): its header is
     /// consumed and the rest of its payload will be discarded as it arrives.
     pub fn skip_pending(&mut self, src: &mut BytesMut) {

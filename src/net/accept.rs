@@ -25,6 +25,20 @@ use crate::metrics::{Cut, SourceMetrics};
 
 /// How long shutdown waits for one more connection from the backlog.
 const BACKLOG_POLL: Duration = Duration::from_millis(1);
+/// Connections the kernel may hold completed for a listener whose slots are
+/// all taken (capped by `net.core.somaxconn`). tokio's default of 128
+/// overflows under a few hundred reconnecting strangers, and then a keyed
+/// client's SYNs are dropped and back off for tens of seconds.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds a TCP listener with [`LISTEN_BACKLOG`] (and `SO_REUSEADDR`, so a
+/// restart does not wait for old connections in TIME_WAIT).
+pub fn listen(address: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Connection limits of one listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -118,6 +118,12 @@ impl BodySender {
         self.tx.is_closed()
     }
 
+    /// Resolves when the client goes away (its body is dropped), so an idle
+    /// producer gives its slot back at once.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+
     /// Whether the daemon is stopping.
     pub fn is_shutting_down(&self) -> bool {
         self.shutdown.is_cancelled()

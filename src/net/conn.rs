@@ -50,6 +50,13 @@ pub trait Protocol {
 
     /// Whether `buf` (after decoding) holds part of a frame.
     fn in_frame(&self, buf: &BytesMut) -> bool;
+
+    /// Called with the bytes just read, before they are charged: a protocol
+    /// that can check a key from a frame's first bytes trusts the peer here,
+    /// so a keyed client's first frame is not charged to the untrusted share.
+    fn vet(&mut self, buf: &BytesMut, account: &mut Account) {
+        let _ = (buf, account);
+    }
 }
 
 /// Why a connection's read loop ended.
@@ -134,6 +141,9 @@ where
             _ = env.abort.cancelled() => return End::Aborted,
         };
         env.metrics.bytes_received.fetch_add(n as u64, Ordering::Relaxed);
+        if !account.is_trusted() {
+            proto.vet(buf, account);
+        }
         clock.received(n);
         let (deadline, _) = clock.deadline(account.is_trusted());
         let charged = tokio::select! {

@@ -10,8 +10,11 @@
 //!
 //! in the spirit of Apache's `mod_reqtimeout` `MinRate`: a large frame from
 //! a slow but honest sender earns time with every byte at the minimum rate,
-//! while one byte now and then earns nothing. Waiting for budget counts
-//! against the same deadline, and getting budget does not reset any clock.
+//! while one byte now and then earns nothing. A frame in progress may also
+//! not be quiet for longer than `frame_timeout`, so a burst does not buy a
+//! long stall (a stranger holding its bytes in the untrusted share). Waiting
+//! for budget counts against the same deadline, and getting budget does not
+//! reset any clock.
 
 use std::time::Duration;
 
@@ -39,9 +42,10 @@ impl Timeouts {
         Duration::from_secs_f64(bytes as f64 / self.min_rate as f64)
     }
 
-    /// The deadline of a frame that began at `start` and has `bytes` so far.
-    pub fn frame_deadline(&self, start: Instant, bytes: u64) -> Instant {
-        start + self.frame + self.earned(bytes)
+    /// The deadline of a frame that began at `start`, has `bytes` so far,
+    /// and last received some at `last`.
+    pub fn frame_deadline(&self, start: Instant, bytes: u64, last: Instant) -> Instant {
+        (start + self.frame + self.earned(bytes)).min(last + self.frame)
     }
 }
 
@@ -91,7 +95,7 @@ impl FrameClock {
     pub fn deadline(&self, trusted: bool) -> (Instant, Clock) {
         let idle = if trusted { self.t.idle } else { self.t.untrusted_idle };
         match self.frame {
-            Some((start, bytes)) => (self.t.frame_deadline(start, bytes), Clock::Frame),
+            Some((start, bytes)) => (self.t.frame_deadline(start, bytes, self.last_byte), Clock::Frame),
             None => (self.last_byte + idle, Clock::Idle),
         }
     }
@@ -131,7 +135,24 @@ mod tests {
             steady.settle(0, true, 0);
             assert!(steady.deadline(true).0 > Instant::now(), "twice the minimum rate never runs out");
         }
-        assert!(steady.deadline(true).0 >= begun + Duration::from_secs(120));
+        let _ = begun;
+        assert_eq!(
+            steady.deadline(true).0,
+            Instant::now() + T.frame,
+            "a steady sender is held only to the stall limit"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_does_not_buy_a_long_stall() {
+        let mut c = FrameClock::new(T);
+        c.received(1 << 20);
+        c.settle(0, true, 1 << 20);
+        assert_eq!(
+            c.deadline(false),
+            (Instant::now() + T.frame, Clock::Frame),
+            "1 MiB earned 1000 s but may stall 10 s"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -145,6 +166,6 @@ mod tests {
         assert_eq!(c.deadline(false), (last + T.untrusted_idle, Clock::Idle));
         c.received(10);
         c.settle(1, true, 3);
-        assert_eq!(c.deadline(true), (Instant::now() + T.frame + T.earned(3), Clock::Frame));
+        assert_eq!(c.deadline(true), (Instant::now() + T.frame, Clock::Frame));
     }
 }

@@ -114,16 +114,18 @@ pub struct BodyReader {
     timeouts: Timeouts,
     start: Instant,
     received: u64,
+    last: Instant,
 }
 
 impl BodyReader {
     pub fn new(body: Incoming, timeouts: Timeouts) -> BodyReader {
-        BodyReader { body, timeouts, start: Instant::now(), received: 0 }
+        let now = Instant::now();
+        BodyReader { body, timeouts, start: now, received: 0, last: now }
     }
 
     /// When the body must be complete, given what has arrived so far.
     pub fn deadline(&self) -> Instant {
-        self.timeouts.frame_deadline(self.start, self.received)
+        self.timeouts.frame_deadline(self.start, self.received, self.last)
     }
 
     /// The next piece of data, `None` at the end.
@@ -137,6 +139,7 @@ impl BodyReader {
             };
             if let Ok(data) = frame.into_data() {
                 self.received += data.len() as u64;
+                self.last = Instant::now();
                 return Ok(Some(data));
             }
         }

@@ -137,6 +137,15 @@ impl Protocol for Connection {
     fn in_frame(&self, buf: &BytesMut) -> bool {
         !buf.is_empty() || self.decoder.is_discarding()
     }
+
+    fn vet(&mut self, buf: &BytesMut, account: &mut Account) {
+        if let Some(prefix) = self.decoder.next_batch_prefix(buf)
+            && let Some(key) = tell::peek_api_key(prefix)
+            && self.ctx.keys.lookup(&key).is_some()
+        {
+            account.set_trusted(true);
+        }
+    }
 }
 
 impl Connection {

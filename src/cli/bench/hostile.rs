@@ -220,9 +220,7 @@ impl Loop {
                 );
                 (head.into_bytes(), Some((b"{".to_vec(), Duration::from_secs(2))))
             }
-            Kind::HttpHead | Kind::AdminHead => {
-                (b"G".to_vec(), Some((b"E".to_vec(), Duration::from_secs(2))))
-            }
+            Kind::HttpHead | Kind::AdminHead => (b"G".to_vec(), Some((b"E".to_vec(), Duration::from_secs(2)))),
             Kind::AdminChunked => {
                 let head = format!("GET /health HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n");
                 (head.into_bytes(), None)

@@ -166,6 +166,44 @@ pub fn decode_batch(buf: &[u8]) -> Result<BatchView<'_>, TellError> {
     })
 }
 
+/// Reads the api key from the first bytes of a `Batch` whose rest has not
+/// arrived yet: `None` when the key does not lie within `prefix` (or the
+/// bytes are not a plausible batch). Every offset is bounds-checked against
+/// `prefix`; nothing is trusted beyond the key, and the whole batch is still
+/// verified by [`decode_batch`] once it is complete. `tell-encoding` writes
+/// the key's vector right after the table, within the first ~80 bytes, so a
+/// reader can check the key before holding the rest of a large frame.
+pub fn peek_api_key(prefix: &[u8]) -> Option<[u8; API_KEY_LEN]> {
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = prefix.get(at..at.checked_add(4)?)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let u16_at = |at: usize| -> Option<usize> {
+        let b = prefix.get(at..at.checked_add(2)?)?;
+        Some(usize::from(u16::from_le_bytes([b[0], b[1]])))
+    };
+    let table = u32_at(0)?;
+    // The vtable sits at table - soffset (a signed 32-bit distance).
+    let soffset = i32::from_le_bytes(prefix.get(table..table.checked_add(4)?)?.try_into().ok()?);
+    let vtable = usize::try_from(i64::try_from(table).ok()? - i64::from(soffset)).ok()?;
+    let vtable_len = u16_at(vtable)?;
+    // Field 0 (api_key) has its slot at vtable + 4, if the vtable is that long.
+    if vtable_len < 6 {
+        return None;
+    }
+    let field = u16_at(vtable.checked_add(4)?)?;
+    if field == 0 {
+        return None;
+    }
+    let slot = table.checked_add(field)?;
+    let vector = slot.checked_add(u32_at(slot)?)?;
+    if u32_at(vector)? != API_KEY_LEN {
+        return None;
+    }
+    let start = vector.checked_add(4)?;
+    prefix.get(start..start.checked_add(API_KEY_LEN)?)?.try_into().ok()
+}
+
 /// Decodes every item of `view.data` into `out`, all or nothing: on error
 /// `out` is exactly as before the call. Returns the number of records
 /// appended.

@@ -773,3 +773,21 @@ fn real_sdk_bytes_decode() {
     assert_eq!(latency.get(tag::HISTOGRAM).map(<[u8]>::len), Some(32 + 16));
     assert_eq!(latency.get(tag::LABEL).and_then(split_label), Some((&b"route"[..], &b"/api/x"[..])));
 }
+
+#[test]
+fn the_key_of_a_real_batch_is_read_from_its_first_bytes() {
+    let data = vec![7u8; 100_000];
+    let bytes = batch(SchemaType::Event, 9, &data);
+    let needed = (1..=bytes.len()).find(|&n| peek_api_key(&bytes[..n]).is_some()).unwrap();
+    assert!(needed <= 128, "the key is near the start: {needed} bytes");
+    assert_eq!(peek_api_key(&bytes[..needed]), Some(KEY));
+    assert_eq!(peek_api_key(&bytes), Some(decode_batch(&bytes).unwrap().api_key));
+    assert_eq!(peek_api_key(&bytes[..needed - 1]), None);
+}
+
+proptest! {
+    #[test]
+    fn peeking_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let _ = peek_api_key(&bytes);
+    }
+}
