@@ -176,3 +176,73 @@ fn cut(env: &LoopEnv<'_>, why: Cut) -> End {
     env.metrics.cut(why);
     End::Cut(why)
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+    use crate::net::budget::{Budget, ConnLimits, Permit};
+
+    /// Hands every byte on as one "batch" whose permit it keeps, like batches
+    /// waiting for their commit.
+    struct Holding {
+        held: Vec<Permit>,
+        bytes: usize,
+    }
+
+    impl Protocol for Holding {
+        async fn on_data(
+            &mut self,
+            buf: &mut BytesMut,
+            account: &mut Account,
+            deadline: Instant,
+        ) -> Result<usize, End> {
+            self.bytes += buf.len();
+            buf.clear();
+            self.held.push(account.take(deadline).await.map_err(|_| End::Cut(Cut::NoBudget))?);
+            Ok(1)
+        }
+
+        fn in_frame(&self, buf: &BytesMut) -> bool {
+            !buf.is_empty()
+        }
+    }
+
+    const T: Timeouts = Timeouts {
+        idle: Duration::from_secs(5),
+        untrusted_idle: Duration::from_secs(5),
+        frame: Duration::from_secs(5),
+        min_rate: 1,
+    };
+
+    #[tokio::test]
+    async fn a_connection_holding_max_connection_bytes_stops_reading_until_its_commits_return() {
+        let limits = ConnLimits { untrusted_bytes: 1000, connection_bytes: 1000 };
+        let budget = Budget::new(1 << 20, limits);
+        let (mut client, mut server) = tokio::io::duplex(64);
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        let metrics = Arc::new(SourceMetrics::default());
+        let mut proto = Holding { held: Vec::new(), bytes: 0 };
+        let mut account = Account::new(&budget, true);
+        let mut buf = BytesMut::new();
+        let env = LoopEnv { timeouts: T, shutdown: &shutdown, abort: &abort, metrics: &metrics };
+        let reader = read_loop(&mut server, &mut proto, &mut account, &mut buf, &env);
+        let writer = async {
+            for _ in 0..20 {
+                client.write_all(&[0u8; 100]).await.unwrap();
+            }
+        };
+        // The reader holds 1000 bytes and stops: the writer fills the 64-byte pipe and waits.
+        let stuck = tokio::time::timeout(Duration::from_millis(200), async { tokio::join!(reader, writer) }).await;
+        assert!(stuck.is_err(), "the reader stopped at its limit and the writer could not finish");
+        assert!((1000..1100).contains(&proto.bytes), "read {} bytes", proto.bytes);
+        assert_eq!(metrics.cuts(Cut::NoBudget), 0);
+        // Commits return the bytes: it reads on.
+        proto.held.clear();
+        let more = proto.bytes;
+        let reader = read_loop(&mut server, &mut proto, &mut account, &mut buf, &env);
+        let _ = tokio::time::timeout(Duration::from_millis(200), reader).await;
+        assert!(proto.bytes > more, "reading resumed once the held bytes were given back");
+    }
+}

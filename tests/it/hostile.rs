@@ -853,3 +853,56 @@ async fn strangers_holding_the_untrusted_share_cannot_lock_out_a_new_keyed_conne
     assert!(daemon.stop().success());
     assert_eq!(markers(&export(&data)), ["keyed-0"]);
 }
+
+/// Syslog in key mode: strangers holding the whole untrusted share with
+/// partial lines they keep alive byte by byte cannot cut off a keyed sender,
+/// whose first message's key is checked before its bytes are charged (so
+/// its connection is trusted and charged to the rest of the budget).
+#[test]
+fn strangers_holding_the_untrusted_share_do_not_cut_off_a_keyed_syslog_sender() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = create_key(&data, 1).1;
+    // A 1 MiB budget: a 256 KiB untrusted share, all but 4 KiB held by 4 strangers × 63 KiB.
+    let config = format!(
+        "[pipeline]\nframe_timeout = \"1s\"\nmax_inflight_bytes = \"1MiB\"\n\
+         [sources.syslog_tcp]\naddress = \"127.0.0.1:0\"\nauth = \"key\"\n{}",
+        admin_section("")
+    );
+    let daemon = Daemon::start(&data, &config);
+    let api = admin_api(&daemon);
+    let to = daemon.syslog_tcp.expect("syslog_tcp listener");
+    let stop = Arc::new(AtomicBool::new(false));
+    let strangers: Vec<_> = (0..4u32)
+        .map(|i| {
+            let s = connect_from(stranger(1 + i), to, None);
+            let feeder = trickle(&s, &vec![b'x'; 63 << 10], b"x", &stop);
+            (s, feeder)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let mut keyed = TcpStream::connect(to).unwrap();
+    // 8 KiB messages: more than the share has left.
+    let pad = "p".repeat(8 << 10);
+    let line = |n: u32| format!("<14>1 - h app - - [sluice@32473 key=\"{key}\"] keyed message {n} {pad}\n");
+    keyed.write_all(line(0).as_bytes()).unwrap();
+    // Past the frame deadline: a connection charged to the spent share would be cut by now.
+    std::thread::sleep(Duration::from_millis(2500));
+    keyed.write_all(line(1).as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(still_open(&keyed), "the keyed sender's connection was cut");
+    assert!(strangers.iter().all(|(s, _)| still_open(s)), "the strangers kept the share");
+    assert_eq!(cuts(&api, "syslog_tcp", "no_budget"), 0);
+    stop.store(true, Ordering::Relaxed);
+    drop(keyed);
+    for (s, feeder) in strangers {
+        drop(s);
+        feeder.join().unwrap();
+    }
+    assert!(daemon.stop().success());
+    let stored = export(&data);
+    let keyed: Vec<_> =
+        stored.iter().filter(|e| e["raw"].as_str().is_some_and(|r| r.contains("keyed message"))).collect();
+    assert_eq!(keyed.len(), 2, "{stored:#?}");
+}

@@ -160,6 +160,14 @@ impl Batcher {
         Pushed::Stored
     }
 
+    /// Whether `msg` carries a valid streaming key (key mode), without storing it.
+    pub fn carries_valid_key(&mut self, ctx: &SyslogContext, msg: &[u8]) -> bool {
+        match self.scanner.scan(msg, true) {
+            (_, KeyField::Found(k)) => ctx.keys.lookup(&k).is_some(),
+            _ => false,
+        }
+    }
+
     /// Encodes every waiting block as a chunk and empties the batcher.
     pub fn drain(&mut self, ctx: &SyslogContext) -> Vec<Pending> {
         self.bytes = 0;

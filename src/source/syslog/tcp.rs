@@ -32,7 +32,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Batcher, FLUSH_BYTES, Pushed, SyslogContext};
 use crate::codec::octet::{OctetDecoder, SyslogFrame};
-use crate::config::SyslogTcpSource;
+use crate::config::{SyslogAuth, SyslogTcpSource};
 use crate::metrics::Cut;
 use crate::net::accept::{Listener, accept_loop};
 use crate::net::budget::Account;
@@ -100,6 +100,21 @@ impl Protocol for Connection {
 
     fn in_frame(&self, buf: &BytesMut) -> bool {
         !buf.is_empty() || !self.decoder.at_boundary()
+    }
+
+    /// Key mode: a first complete message with a valid key trusts the peer
+    /// before its bytes are charged (probed on a copy, only while untrusted).
+    fn vet(&mut self, buf: &BytesMut, account: &mut Account) {
+        if self.ctx.base.common.auth != SyslogAuth::Key {
+            return;
+        }
+        let mut probe = self.decoder.clone();
+        let mut copy = BytesMut::from(&buf[..]);
+        if let Ok(Some(frame)) = probe.decode(&mut copy)
+            && self.batcher.carries_valid_key(&self.ctx.base, &frame.msg)
+        {
+            account.set_trusted(true);
+        }
     }
 }
 
