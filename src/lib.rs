@@ -1,9 +1,9 @@
 //! sluice: a streaming ingest daemon.
 //!
 //! ```text
-//!  source (socket) ─► codec (bytes → frames → records) ─► auth (key digest → workspace)
+//!  net (accept, deadlines) ─► source ─► codec (bytes → frames → records) ─► auth (key → workspace)
 //!        │                                                      │
-//!        └── waits for a byte permit (backpressure) ──► pipeline (bounded crossbeam channel)
+//!        └── charges bytes received to the budget (backpressure) ──► pipeline (bounded crossbeam channel)
 //!                                                               │
 //!                                 store::writer thread: group commit into redb (fsync)
 //!                                                               │
@@ -13,6 +13,9 @@
 //! - [`codec`]: wire formats (Tell frames, acked frames, ack replies, syslog
 //!   framing, scan and parse).
 //! - [`record`]: the stored record encoding shared by sources and readers.
+//! - [`net`]: the connection toolkit every listener uses: accept with permits
+//!   and per-address caps, the budget charged for bytes received, deadlines,
+//!   the one read loop, the one `serve_http`, streamed response bodies.
 //! - [`source`]: listeners; they own sockets and hand batches to the pipeline.
 //! - [`pipeline`]: the bounded channel and the byte budget for data in flight.
 //! - [`store`]: redb files, the writer thread, keys, readers, online backup.
