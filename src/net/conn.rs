@@ -245,4 +245,39 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_millis(200), reader).await;
         assert!(proto.bytes > more, "reading resumed once the held bytes were given back");
     }
+
+    #[tokio::test]
+    async fn the_read_buffer_shrinks_after_a_large_frame() {
+        let budget = Budget::new(16 << 20, ConnLimits { untrusted_bytes: 8 << 20, connection_bytes: 8 << 20 });
+        let (mut client, mut server) = tokio::io::duplex(1 << 20);
+        let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
+        let metrics = Arc::new(SourceMetrics::default());
+        /// Takes nothing until 4 MiB are buffered (one large frame), then all of it.
+        struct Large(usize);
+        impl Protocol for Large {
+            async fn on_data(&mut self, buf: &mut BytesMut, _: &mut Account, _: Instant) -> Result<usize, End> {
+                if buf.len() < 4 << 20 {
+                    return Ok(0);
+                }
+                self.0 = self.0.max(buf.capacity());
+                buf.clear();
+                Ok(1)
+            }
+            fn in_frame(&self, buf: &BytesMut) -> bool {
+                !buf.is_empty()
+            }
+        }
+        let mut proto = Large(0);
+        let mut account = Account::new(&budget, true);
+        let mut buf = BytesMut::new();
+        let env = LoopEnv { timeouts: T, shutdown: &shutdown, abort: &abort, metrics: &metrics };
+        let writer = async move {
+            client.write_all(&vec![0u8; 4 << 20]).await.unwrap();
+        };
+        let (end, ()) = tokio::join!(read_loop(&mut server, &mut proto, &mut account, &mut buf, &env), writer);
+        assert!(matches!(end, End::Eof { mid_frame: false }), "{end}");
+        assert!(proto.0 >= 4 << 20, "the frame was held whole");
+        assert!(buf.capacity() <= READ_CHUNK, "{} bytes kept after the frame", buf.capacity());
+        assert_eq!(account.held(), 0);
+    }
 }
