@@ -74,8 +74,9 @@ impl Feed {
         let mut keepalive = tokio::time::interval(KEEPALIVE);
         keepalive.tick().await;
         // A first frame, so the client sees the stream open before any commit.
-        if self.push(Bytes::from_static(b": open\n\n")).await.is_err() {
-            return;
+        // (A daemon already stopping ends the stream with its notice at once.)
+        if let Err(end) = self.push(Bytes::from_static(b": open\n\n")).await {
+            return self.finish(end);
         }
         let end = loop {
             if self.q.since.is_some()

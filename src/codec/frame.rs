@@ -16,7 +16,8 @@
 //!
 //! Limits: a frame over `max_frame_bytes` but under the hard cap is skipped
 //! (its bytes are read and discarded, so the stream stays in sync) and
-//! reported as [`Frame::Oversized`]. A length over the hard cap, or an acked
+//! reported as [`Frame::Oversized`]; an acked frame with reserved `flags`
+//! set is skipped the same way and reported as [`Frame::ReservedFlags`]. A length over the hard cap, or an acked
 //! header with an unknown version, cannot be skipped safely: that is
 //! [`FrameError::Impossible`] and the connection must close.
 
@@ -54,6 +55,10 @@ pub enum Frame {
     /// A frame longer than `max_frame_bytes`; its bytes are being discarded.
     /// `header` is set for acked frames, which must be answered `too_large`.
     Oversized { header: Option<AckedHeader>, len: u32 },
+    /// An acked frame with reserved `flags` set: its meaning is unknown to
+    /// this build, so it is answered `malformed` and its bytes discarded
+    /// (never stored as if the flags were not there).
+    ReservedFlags { header: AckedHeader, flags: u16, len: u32 },
 }
 
 /// A framing error after which the stream cannot be trusted.
@@ -91,6 +96,12 @@ impl FrameDecoder {
     /// Checks a header without consuming: `Ok(None)` when more bytes are needed,
     /// otherwise the header length, the payload length and the acked identity.
     fn peek_header(&self, src: &[u8]) -> Result<Option<(usize, u32, Option<AckedHeader>)>, FrameError> {
+        Ok(self.peek_header_flags(src)?.map(|(head, len, acked, _)| (head, len, acked)))
+    }
+
+    /// [`Self::peek_header`] plus the acked frame's `flags` (0 for Tell frames).
+    #[allow(clippy::type_complexity)]
+    fn peek_header_flags(&self, src: &[u8]) -> Result<Option<(usize, u32, Option<AckedHeader>, u16)>, FrameError> {
         let Some(&first) = src.first() else { return Ok(None) };
         if first != ACKED_MAGIC {
             let Some(head) = src.get(..TELL_HEADER_LEN) else { return Ok(None) };
@@ -98,7 +109,7 @@ impl FrameDecoder {
             if len > HARD_MAX_FRAME {
                 return Err(FrameError::Impossible { len, limit: HARD_MAX_FRAME });
             }
-            return Ok(Some((TELL_HEADER_LEN, len, None)));
+            return Ok(Some((TELL_HEADER_LEN, len, None, 0)));
         }
         if let Some(&version) = src.get(1)
             && version != ACKED_VERSION
@@ -115,7 +126,8 @@ impl FrameDecoder {
             return Err(FrameError::Impossible { len, limit: HARD_MAX_FRAME });
         }
         let header = AckedHeader { producer, batch_id: u64::from_be_bytes(id) };
-        Ok(Some((ACKED_HEADER_LEN, len, Some(header))))
+        let flags = u16::from_be_bytes([head[2], head[3]]);
+        Ok(Some((ACKED_HEADER_LEN, len, Some(header), flags)))
     }
 }
 
@@ -185,9 +197,16 @@ impl Decoder for FrameDecoder {
                     self.state = State::Header;
                 }
                 State::Header => {
-                    let Some((head_len, len, header)) = self.peek_header(src)? else {
+                    let Some((head_len, len, header, flags)) = self.peek_header_flags(src)? else {
                         return Ok(None);
                     };
+                    if let Some(acked) = header
+                        && flags != 0
+                    {
+                        src.advance(head_len);
+                        self.state = State::Discarding { remaining: u64::from(len) };
+                        return Ok(Some(Frame::ReservedFlags { header: acked, flags, len }));
+                    }
                     if len > self.max_frame {
                         src.advance(head_len);
                         self.state = State::Discarding { remaining: u64::from(len) };
@@ -279,6 +298,23 @@ mod tests {
             vec![
                 Frame::Oversized { header: Some(header(1)), len: 100 },
                 Frame::Oversized { header: None, len: 50 },
+                Frame::Tell { batch: Bytes::from_static(b"ok") },
+            ]
+        );
+    }
+
+    #[test]
+    fn reserved_flags_are_refused_and_the_stream_stays_in_sync() {
+        let mut wire = Vec::new();
+        encode_acked(&header(1), b"flagged", &mut wire);
+        wire[3] = 0x01;
+        encode_tell(b"ok", &mut wire);
+        let pieces: Vec<&[u8]> = wire.chunks(5).collect();
+        let frames = decode_all(&mut FrameDecoder::new(1024), &pieces);
+        assert_eq!(
+            frames,
+            vec![
+                Frame::ReservedFlags { header: header(1), flags: 1, len: 7 },
                 Frame::Tell { batch: Bytes::from_static(b"ok") },
             ]
         );

@@ -101,6 +101,7 @@ fn check_frame(frame: Frame, max_frame: u32) {
             batch_decoder_input(&batch);
         }
         Frame::Oversized { len, .. } => assert!(len > max_frame, "oversized frame of {len} within limit"),
+        Frame::ReservedFlags { flags, .. } => assert_ne!(flags, 0, "a frame without flags refused for its flags"),
     }
 }
 

@@ -119,7 +119,7 @@ impl Protocol for Connection {
             }
             match self.decoder.decode(buf) {
                 Ok(Some(frame)) => {
-                    completed += usize::from(!matches!(frame, Frame::Oversized { .. }));
+                    completed += usize::from(matches!(frame, Frame::Tell { .. } | Frame::Acked { .. }));
                     if let Flow::Close(end) = self.on_frame(frame, account, deadline).await {
                         return Err(end);
                     }
@@ -204,6 +204,10 @@ impl Connection {
             Frame::Oversized { header, len } => {
                 tracing::debug!(peer = %self.peer, len, limit = self.ctx.config.max_frame_bytes.0, "frame too large; skipped");
                 self.refuse(Refusal::TooLarge, header, deadline).await.map(|()| Flow::Continue)
+            }
+            Frame::ReservedFlags { header, flags, .. } => {
+                tracing::debug!(peer = %self.peer, flags, "acked frame with reserved flags; skipped");
+                self.refuse(Refusal::Malformed, Some(header), deadline).await.map(|()| Flow::Continue)
             }
         };
         result.unwrap_or_else(Flow::Close)

@@ -114,3 +114,32 @@ async fn repeated_bad_keys_close_the_connection() {
     assert!(c.recv_ack().await.is_err(), "closed after max_bad_keys");
     drop(daemon);
 }
+
+/// `flags` is reserved: a frame with a flag set is answered `malformed`,
+/// nothing of it is stored, and the next frame on the connection is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_with_reserved_flags_is_malformed_and_not_stored() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = hex_key(&create_key(&data, 1).1);
+    let daemon = Daemon::start(&data, "");
+    let mut s = tokio::net::TcpStream::connect(daemon.tcp).await.unwrap();
+    let mut wire = Vec::new();
+    let header = |batch_id| sluice::codec::frame::AckedHeader { producer: [3; 16], batch_id };
+    sluice::codec::frame::encode_acked(&header(1), &marker_batch(&key, "flagged", 2), &mut wire);
+    wire[3] = 0x04;
+    sluice::codec::frame::encode_acked(&header(2), &marker_batch(&key, "plain", 2), &mut wire);
+    s.write_all(&wire).await.unwrap();
+    let mut acks = Vec::new();
+    let mut buf = vec![0u8; 2 * sluice::codec::ack::ACK_LEN];
+    s.read_exact(&mut buf).await.unwrap();
+    for one in buf.chunks(sluice::codec::ack::ACK_LEN) {
+        let ack = sluice::codec::ack::Ack::decode(one.try_into().unwrap()).unwrap();
+        acks.push((ack.batch_id, ack.status));
+    }
+    assert_eq!(acks, [(1, Status::Malformed), (2, Status::Stored)]);
+    drop(s);
+    assert!(daemon.stop().success());
+    assert_eq!(markers(&export(&data)), ["plain-0", "plain-1"]);
+}

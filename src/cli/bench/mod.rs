@@ -590,7 +590,9 @@ mod tests {
                                 crate::codec::tell::append_items(&view, 1, &mut block).expect("valid items");
                                 counter.fetch_add(1, Ordering::Relaxed);
                             }
-                            Some(Frame::Oversized { .. }) => panic!("the bench sent an oversized frame"),
+                            Some(Frame::Oversized { .. } | Frame::ReservedFlags { .. }) => {
+                                panic!("the bench sent an oversized or flagged frame")
+                            }
                             None if read.read_buf(&mut buf).await.unwrap_or(0) == 0 => return,
                             None => {}
                         }
