@@ -139,6 +139,7 @@ pub struct Services {
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
     let control = Arc::new(blocking(move || ControlStore::open(&data_dir)).await??);
+    store::warn_if_not_private(&config.data_dir);
     let keys = Arc::new(KeyRegistry::load(&control)?);
     let metrics = Arc::new(Metrics::default());
     let p = config.pipeline.clone();

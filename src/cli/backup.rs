@@ -61,7 +61,7 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&staging)
             .with_context(|| format!("cannot remove the leftover {} of an earlier backup", staging.display()))?;
     }
-    std::fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    crate::store::ensure_data_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
     let started = Instant::now();
     let outcome = download(&server, &token, &staging).and_then(|bytes| {
         let info = backup::check_data_dir(&staging).context("the downloaded backup does not open")?;
@@ -118,7 +118,7 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
     if non_empty && !args.force {
         return Err(anyhow!("{} is not empty; pass --force to replace its databases with the backup", dir.display()));
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::store::ensure_data_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for file in [CONTROL_FILE, EVENTS_FILE] {
         replace_file(&src.join(file), &dir.join(file))?;
     }

@@ -274,6 +274,7 @@ impl Restorer {
         if path.exists() {
             return Err(StoreError::Conflict { reason: format!("{} exists already", path.display()) }.into());
         }
+        super::create_private(&path)?;
         let db = Database::create(&path).map_err(|e| StoreError::db(&path, e))?;
         let mut loader = Loader { db: &db, path: &path, table: None, rows: Vec::new(), bytes: 0 };
         loop {

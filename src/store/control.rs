@@ -141,6 +141,7 @@ impl ControlStore {
     pub fn open(data_dir: &Path) -> Result<ControlStore, StoreError> {
         ensure_data_dir(data_dir)?;
         let path = data_dir.join(super::CONTROL_FILE);
+        super::create_private(&path)?;
         let db = Database::create(&path).map_err(|e| StoreError::open(&path, e))?;
         let store = ControlStore { db, path };
         store.init()?;

@@ -40,6 +40,7 @@ pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";
 
 /// Opens (creating if needed) the events database and checks its format.
 pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
+    super::create_private(path)?;
     let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| StoreError::open(path, e))?;
     init(&db, path)?;
     Ok(db)

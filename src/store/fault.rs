@@ -12,6 +12,7 @@
 use std::fs::OpenOptions;
 use std::io;
 use std::ops::Bound;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,7 +69,7 @@ pub struct FaultyBackend {
 
 impl FaultyBackend {
     pub fn open(path: &Path, disk: Arc<Disk>) -> io::Result<FaultyBackend> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(path)?;
         let inner = FileBackend::new(file).map_err(io::Error::other)?;
         Ok(FaultyBackend { inner, disk })
     }

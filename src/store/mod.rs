@@ -61,9 +61,45 @@ impl StoreError {
     }
 }
 
-/// Creates the data dir (and parents) if needed.
+/// Creates the data dir (and missing parents) if needed, private to the
+/// daemon's user (0700) whatever the umask: it holds the JWT secret.
 pub fn ensure_data_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StoreError::DataDir { path: dir.to_path_buf(), source })
+}
+
+/// Creates a database file 0600 before redb opens it, so it is never
+/// readable by others whatever the umask (an existing file keeps its mode;
+/// see [`warn_if_not_private`]).
+pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(StoreError::db(path, e)),
+    }
+}
+
+/// Logs a WARN for the data dir or any of its files that others can read
+/// or write (a dir or file made by hand, or by an older sluice).
+pub fn warn_if_not_private(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut paths = vec![dir.to_path_buf()];
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        paths.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+    }
+    for path in paths {
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let want = if meta.is_dir() { "0700" } else { "0600" };
+            tracing::warn!(path = %path.display(), mode = format!("{mode:04o}"), want, "data file is readable by other users; chmod it");
+        }
+    }
 }
 
 /// Milliseconds since the Unix epoch, by the server's clock.
