@@ -26,12 +26,16 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusts: impl Fn(IpAddr) -> b
         .flat_map(|v| v.split(','))
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let mut client = peer;
     for ip in hops.iter().rev().take(MAX_FORWARDED_HOPS) {
+        client = *ip;
         if !trusts(*ip) {
-            return *ip;
+            return client;
         }
     }
-    hops.first().copied().unwrap_or(peer)
+    // Every hop looked at is a trusted proxy: the left-most of those is the
+    // nearest to the client that can be believed (never a hop further left).
+    client
 }
 
 #[cfg(test)]
@@ -47,5 +51,22 @@ mod tests {
         assert_eq!(client_ip("9.9.9.9".parse().unwrap(), &h, trusts), "9.9.9.9".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(proxy, &h, trusts), "5.6.7.8".parse::<IpAddr>().unwrap());
         assert_eq!(client_ip(proxy, &HeaderMap::new(), trusts), proxy);
+    }
+
+    #[test]
+    fn a_client_cannot_pick_its_address_by_padding_the_header() {
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let trusts = |ip: IpAddr| ip == proxy;
+        // The client wrote "6.6.6.6" and the proxy appended what it saw.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9".parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, trusts), "203.0.113.9".parse::<IpAddr>().unwrap());
+        // Past the hops looked at, nothing further left is believed.
+        let chain = std::iter::once("6.6.6.6".to_string())
+            .chain(std::iter::repeat_n("10.0.0.1".to_string(), MAX_FORWARDED_HOPS))
+            .collect::<Vec<_>>()
+            .join(", ");
+        h.insert("x-forwarded-for", chain.parse().unwrap());
+        assert_eq!(client_ip(proxy, &h, trusts), proxy);
     }
 }

@@ -380,6 +380,25 @@ fn rate_limits_answer_429_with_headers() {
     drop(daemon);
 }
 
+/// Without trusted proxies (the shipped default), a new `X-Forwarded-For`
+/// per login does not make a new client: the 10/min limit holds, and every
+/// failed login is counted.
+#[test]
+fn a_spoofed_forwarded_for_does_not_escape_the_login_limit() {
+    let (_t, data) = dir();
+    let (daemon, api) = start_admin(&data, "auth_requests_per_minute = 3\n");
+    let bad = json!({"email": ADMIN_EMAIL, "password": "wrong-password"}).to_string().into_bytes();
+    let statuses: Vec<u16> = (0..5)
+        .map(|i| {
+            let spoof = format!("198.51.100.{i}");
+            api.send("POST", "/api/v1/auth/login", None, Some(&bad), &[("x-forwarded-for", &spoof)]).unwrap().status
+        })
+        .collect();
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    assert_eq!(metric(&api, "sluice_admin_auth_failures_total"), 3, "each failed login is counted");
+    drop(daemon);
+}
+
 #[test]
 fn malformed_and_oversized_bodies_change_nothing() {
     let (_t, data) = dir();

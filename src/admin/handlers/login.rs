@@ -114,6 +114,9 @@ pub async fn login(cx: &Ctx) -> Result<Resp, ApiError> {
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
+            // Counted with the token failures: a password guesser shows on the dashboard.
+            cx.state.metrics.admin_auth_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::debug!(ip = %cx.ip, "failed login");
             let mut a = entry(cx, "login", "failed", None);
             // What was typed, bounded: the audit log must not grow with the body limit.
             a.actor = Some(body.email.trim().to_lowercase().chars().take(MAX_EMAIL_LEN).collect());
