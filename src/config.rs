@@ -135,6 +135,11 @@ pub struct PipelineConfig {
     /// How long the de-duplication record of an acked batch is kept.
     #[serde(default = "default_dedup_window", with = "humantime_serde")]
     pub dedup_window: Duration,
+    /// De-duplication records one workspace may hold (each ~128 bytes on
+    /// disk); new acked batches of a workspace at the cap are answered
+    /// `unavailable` rather than evicting a record inside the window.
+    #[serde(default = "default_max_dedup_records")]
+    pub max_dedup_records: Count,
     /// Most bytes of chunks written in one commit.
     #[serde(default = "default_commit_bytes")]
     pub max_commit_bytes: ByteSize,
@@ -189,6 +194,7 @@ impl Default for PipelineConfig {
             max_inflight_bytes: default_inflight(),
             ack_timeout: default_ack_timeout(),
             dedup_window: default_dedup_window(),
+            max_dedup_records: default_max_dedup_records(),
             max_commit_bytes: default_commit_bytes(),
             cache_bytes: default_cache(),
             drain_timeout: default_drain_timeout(),
@@ -208,6 +214,10 @@ fn default_ack_timeout() -> Duration {
 }
 fn default_dedup_window() -> Duration {
     Duration::from_secs(15 * 60)
+}
+fn default_max_dedup_records() -> Count {
+    // ~4,400 acked batches a second over the default 15-minute window.
+    Count(4_000_000)
 }
 fn default_commit_bytes() -> ByteSize {
     ByteSize(16 << 20)

@@ -35,6 +35,7 @@ pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total"
 pub const UDP_KERNEL_DROPS: &str = "sluice_udp_kernel_drops_total";
 pub const UDP_RCVBUF_ERRORS: &str = "sluice_udp_rcvbuf_errors_total";
 pub const CONNECTIONS_CUT: &str = "sluice_connections_cut_total";
+pub const DEDUP_RECORDS: &str = "sluice_dedup_records";
 
 /// Why a frame was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -147,6 +148,8 @@ pub struct StoreMetrics {
     pub chunk_bytes_stored: AtomicU64,
     /// Bytes of chunks in the store now (what `[retention] max_bytes` limits).
     pub stored_chunk_bytes: AtomicU64,
+    /// De-duplication records in the store now (all workspaces).
+    pub dedup_records: AtomicU64,
     /// Events deleted by retention for `max_age`.
     pub events_expired_age: AtomicU64,
     /// Events deleted by retention for `max_bytes`.
@@ -258,7 +261,8 @@ impl Metrics {
 
     fn render_store(&self, out: &mut String) {
         let s = &self.store;
-        let plain: [(&str, &str, u64); 8] = [
+        let plain: [(&str, &str, u64); 9] = [
+            (DEDUP_RECORDS, "gauge", s.dedup_records.load(Ordering::Relaxed)),
             (EVENTS_STORED, "counter", s.events_stored.load(Ordering::Relaxed)),
             (CHUNK_BYTES_STORED, "counter", s.chunk_bytes_stored.load(Ordering::Relaxed)),
             (STORED_BYTES, "gauge", s.stored_chunk_bytes.load(Ordering::Relaxed)),

@@ -155,6 +155,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
         p.max_commit_bytes.0 as usize,
     );
     writer_config.retention = config.retention.policy();
+    writer_config.max_dedup_records = p.max_dedup_records.0 as u64;
     let writer = Writer::spawn(writer_config, rx, metrics.clone())?;
     let services = Services {
         config: Arc::new(config),

@@ -109,6 +109,20 @@ pub(crate) fn load_next_seqs(db: &Database, path: &Path) -> Result<std::collecti
     Ok(out)
 }
 
+/// De-duplication records per workspace, as committed (one scan at open;
+/// the writer keeps the count from then on).
+pub(crate) fn dedup_counts(db: &Database, path: &Path) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
+    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
+    let tx = db.begin_read().map_err(|e| err(&e))?;
+    let table = tx.open_table(DEDUP).map_err(|e| err(&e))?;
+    let mut out = std::collections::HashMap::new();
+    for row in table.iter().map_err(|e| err(&e))? {
+        let (k, _) = row.map_err(|e| err(&e))?;
+        *out.entry(k.value().0).or_insert(0) += 1;
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

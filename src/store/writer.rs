@@ -43,6 +43,9 @@ use crate::pipeline::{Batch, Outcome};
 
 /// Most expired de-duplication records removed per commit.
 const EXPIRE_PER_COMMIT: usize = 1024;
+/// What one de-duplication record costs on disk (its row, its expiry row and
+/// their share of the B-trees), counted against `[retention] max_bytes`.
+pub const DEDUP_RECORD_BYTES: u64 = 128;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -55,6 +58,9 @@ pub struct WriterConfig {
     pub path: PathBuf,
     pub opener: Opener,
     pub dedup_window: Duration,
+    /// De-duplication records a workspace may hold; new acked batches of a
+    /// workspace at the cap are answered `unavailable`.
+    pub max_dedup_records: u64,
     pub max_commit_bytes: usize,
     pub retention: Policy,
 }
@@ -67,6 +73,7 @@ impl WriterConfig {
             path,
             opener: Box::new(move || events::open(&p, cache_bytes)),
             dedup_window,
+            max_dedup_records: u64::MAX,
             max_commit_bytes,
             retention: Policy::default(),
         }
@@ -87,7 +94,9 @@ impl Writer {
         let db = Arc::new((config.opener)()?);
         let next_seq = events::load_next_seqs(&db, &config.path)?;
         let stored_bytes = events::stored_bytes(&db, &config.path)?;
+        let dedup = events::dedup_counts(&db, &config.path)?;
         metrics.store.stored_chunk_bytes.store(stored_bytes, Ordering::Relaxed);
+        metrics.store.dedup_records.store(dedup.values().sum(), Ordering::Relaxed);
         let retention = Schedule::new(config.retention);
         let retry = Retry { at: Instant::now(), backoff: BACKOFF_MIN };
         let events = EventsHandle::new(config.path.clone());
@@ -99,6 +108,7 @@ impl Writer {
             shared,
             next_seq,
             stored_bytes,
+            dedup,
             retention,
             metrics,
             failing_since: None,
@@ -133,6 +143,8 @@ struct State {
     next_seq: HashMap<u32, u64>,
     /// Bytes of stored chunk values, as committed.
     stored_bytes: u64,
+    /// De-duplication records per workspace, as committed.
+    dedup: HashMap<u32, u64>,
     retention: Schedule,
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
@@ -176,10 +188,16 @@ impl State {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            if self.db.is_some() && self.retention.due(Instant::now(), self.stored_bytes) {
+            if self.db.is_some() && self.retention.due(Instant::now(), self.measured_bytes()) {
                 self.trim();
             }
         }
+    }
+
+    /// What `[retention] max_bytes` limits: stored chunks plus de-dup records.
+    fn measured_bytes(&self) -> u64 {
+        let records: u64 = self.dedup.values().sum();
+        self.stored_bytes.saturating_add(records.saturating_mul(DEDUP_RECORD_BYTES))
     }
 
     /// One retention transaction. A failure is logged and tried again at
@@ -188,7 +206,7 @@ impl State {
         let Some(db) = self.db.as_ref() else { return };
         let policy = *self.retention.policy();
         let result = db.begin_write().map_err(redb::Error::from).and_then(|tx| {
-            let t = retention::trim(&tx, &policy, super::now_ms(), self.stored_bytes)?;
+            let t = retention::trim(&tx, &policy, super::now_ms(), self.measured_bytes())?;
             if t.chunks > 0 {
                 tx.commit()?;
             }
@@ -262,14 +280,16 @@ impl State {
         match (self.config.opener)().and_then(|db| {
             let seqs = events::load_next_seqs(&db, &self.config.path)?;
             let bytes = events::stored_bytes(&db, &self.config.path)?;
-            Ok((db, seqs, bytes))
+            let dedup = events::dedup_counts(&db, &self.config.path)?;
+            Ok((db, seqs, bytes, dedup))
         }) {
-            Ok((db, seqs, bytes)) => {
+            Ok((db, seqs, bytes, dedup)) => {
                 let db = Arc::new(db);
                 self.shared.set(Some(db.clone()));
                 self.db = Some(db);
                 self.next_seq = seqs;
                 self.stored_bytes = bytes;
+                self.dedup = dedup;
                 true
             }
             Err(e) => {
@@ -286,7 +306,13 @@ impl State {
             self.refuse(group);
             return;
         };
-        match write_group(db, &group, &self.next_seq, self.stored_bytes, self.config.dedup_window) {
+        let counters = Counters {
+            next_seq: &self.next_seq,
+            stored_bytes: self.stored_bytes,
+            dedup: &self.dedup,
+            max_dedup: self.config.max_dedup_records,
+        };
+        match write_group(db, &group, counters, self.config.dedup_window) {
             Ok(done) => {
                 self.metrics.store.observe_commit(started.elapsed());
                 self.committed(group, done);
@@ -299,6 +325,11 @@ impl State {
     fn committed(&mut self, mut group: Vec<Batch>, done: Done) {
         self.next_seq.extend(done.next_seq);
         self.stored_bytes = done.stored_bytes;
+        for (ws, delta) in done.dedup_delta {
+            let n = self.dedup.entry(ws).or_insert(0);
+            *n = n.saturating_add_signed(delta);
+        }
+        self.metrics.store.dedup_records.store(self.dedup.values().sum(), Ordering::Relaxed);
         self.metrics.store.stored_chunk_bytes.store(done.stored_bytes, Ordering::Relaxed);
         self.retry.backoff = BACKOFF_MIN;
         let store = &self.metrics.store;
@@ -353,22 +384,29 @@ struct Done {
     /// Counters to adopt once the commit has returned.
     next_seq: HashMap<u32, u64>,
     stored_bytes: u64,
+    /// De-dup records added (or expired, negative) per workspace.
+    dedup_delta: HashMap<u32, i64>,
 }
 
-fn write_group(
-    db: &Database,
-    group: &[Batch],
-    committed: &HashMap<u32, u64>,
+/// The committed counters a transaction starts from.
+struct Counters<'a> {
+    next_seq: &'a HashMap<u32, u64>,
     stored_bytes: u64,
-    window: Duration,
-) -> Result<Done, redb::Error> {
+    dedup: &'a HashMap<u32, u64>,
+    max_dedup: u64,
+}
+
+fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: Duration) -> Result<Done, redb::Error> {
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
     let now = super::now_ms();
     let mut filing = Filing {
-        committed,
+        committed: counters.next_seq,
         next_seq: HashMap::new(),
-        stored_bytes,
+        stored_bytes: counters.stored_bytes,
+        dedup: counters.dedup,
+        max_dedup: counters.max_dedup,
+        dedup_delta: HashMap::new(),
         now,
         cutoff: now.saturating_sub(window.as_millis() as u64),
     };
@@ -380,7 +418,9 @@ fn write_group(
         for batch in group {
             outcomes.push(filing.file(batch, &mut chunks, &mut dedup, &mut expiry)?);
         }
-        expire(&mut dedup, &mut expiry, filing.cutoff)?;
+        for ws in expire(&mut dedup, &mut expiry, filing.cutoff)? {
+            *filing.dedup_delta.entry(ws).or_insert(0) -= 1;
+        }
         let mut seq = tx.open_table(SEQ)?;
         for (ws, next) in &filing.next_seq {
             seq.insert(*ws, *next)?;
@@ -388,7 +428,7 @@ fn write_group(
         tx.open_table(META)?.insert(CHUNK_BYTES_KEY, filing.stored_bytes)?;
     }
     tx.commit()?;
-    Ok(Done { outcomes, next_seq: filing.next_seq, stored_bytes: filing.stored_bytes })
+    Ok(Done { outcomes, next_seq: filing.next_seq, stored_bytes: filing.stored_bytes, dedup_delta: filing.dedup_delta })
 }
 
 type ChunkTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
@@ -401,6 +441,10 @@ struct Filing<'a> {
     next_seq: HashMap<u32, u64>,
     /// Stored chunk bytes including this transaction's chunks.
     stored_bytes: u64,
+    /// De-dup records per workspace as committed, the cap, and this transaction's changes.
+    dedup: &'a HashMap<u32, u64>,
+    max_dedup: u64,
+    dedup_delta: HashMap<u32, i64>,
     now: u64,
     /// De-dup records committed before this are outside the window.
     cutoff: u64,
@@ -416,7 +460,9 @@ impl Filing<'_> {
         expiry: &mut ExpiryTable<'_>,
     ) -> Result<Outcome, redb::Error> {
         let ws = batch.workspace;
-        let key = batch.dedup.map(|h| (ws, u128::from_be_bytes(h.producer), h.batch_id));
+        // An empty batch needs no record: answering `stored` (count 0) twice is harmless.
+        let key = batch.dedup.filter(|_| batch.count > 0).map(|h| (ws, u128::from_be_bytes(h.producer), h.batch_id));
+        let mut replaces = false;
         if let Some(k) = key {
             let prev = dedup.get(k)?.map(|g| g.value());
             // A record older than the window is not consulted, even if the
@@ -425,6 +471,13 @@ impl Filing<'_> {
                 && at >= self.cutoff
             {
                 return Ok(Outcome::Duplicate { first_seq, count });
+            }
+            replaces = prev.is_some();
+            // At the cap, refuse rather than evict a record inside the window.
+            let held = self.dedup.get(&ws).copied().unwrap_or(0);
+            let now_held = held.saturating_add_signed(self.dedup_delta.get(&ws).copied().unwrap_or(0));
+            if !replaces && now_held >= self.max_dedup {
+                return Ok(Outcome::Unavailable);
             }
         }
         let committed = self.committed;
@@ -438,13 +491,18 @@ impl Filing<'_> {
         if let Some(k) = key {
             dedup.insert(k, (first_seq, batch.count, self.now))?;
             expiry.insert((self.now, k.0, k.1, k.2), ())?;
+            if !replaces {
+                *self.dedup_delta.entry(ws).or_insert(0) += 1;
+            }
         }
         Ok(Outcome::Stored { first_seq, count: batch.count })
     }
 }
 
-/// Removes up to [`EXPIRE_PER_COMMIT`] de-dup records committed before `cutoff`.
-fn expire(dedup: &mut DedupTable<'_>, expiry: &mut ExpiryTable<'_>, cutoff: u64) -> Result<(), redb::Error> {
+/// Removes up to [`EXPIRE_PER_COMMIT`] de-dup records committed before
+/// `cutoff`; returns the workspace of each record removed.
+fn expire(dedup: &mut DedupTable<'_>, expiry: &mut ExpiryTable<'_>, cutoff: u64) -> Result<Vec<u32>, redb::Error> {
+    let mut removed = Vec::new();
     for _ in 0..EXPIRE_PER_COMMIT {
         let key = match expiry.first()? {
             Some((k, _)) if k.value().0 < cutoff => k.value(),
@@ -456,9 +514,10 @@ fn expire(dedup: &mut DedupTable<'_>, expiry: &mut ExpiryTable<'_>, cutoff: u64)
         let at = dedup.get(record)?.map(|g| g.value().2);
         if at == Some(key.0) {
             dedup.remove(record)?;
+            removed.push(key.1);
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 #[cfg(test)]
@@ -494,6 +553,10 @@ mod tests {
         }
 
         fn with_window(window: Duration) -> Harness {
+            Harness::with_limits(window, u64::MAX)
+        }
+
+        fn with_limits(window: Duration, max_dedup_records: u64) -> Harness {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join(super::super::EVENTS_FILE);
             drop(events::open(&path, 1 << 20).unwrap());
@@ -504,6 +567,7 @@ mod tests {
                 path: path.clone(),
                 opener,
                 dedup_window: window,
+                max_dedup_records,
                 max_commit_bytes: 1 << 20,
                 retention: Policy::default(),
             };
@@ -515,11 +579,21 @@ mod tests {
 
         /// Hands on a batch whose chunk is `tag` padded to `len` bytes.
         fn submit(&self, tag: &str, len: usize, dedup: Option<AckedHeader>) -> oneshot::Receiver<Outcome> {
+            self.submit_counted(tag, len, dedup, EVENTS_PER_BATCH)
+        }
+
+        fn submit_counted(
+            &self,
+            tag: &str,
+            len: usize,
+            dedup: Option<AckedHeader>,
+            count: u32,
+        ) -> oneshot::Receiver<Outcome> {
             let (reply, rx) = oneshot::channel();
             let mut chunk = tag.as_bytes().to_vec();
             chunk.resize(len.max(tag.len()), PAD as u8);
             let permit = self.pipeline.try_reserve(chunk.len()).expect("budget");
-            let (workspace, count) = (WS, EVENTS_PER_BATCH);
+            let workspace = WS;
             let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), permit };
             self.pipeline.submit(batch).expect("writer running");
             rx
@@ -684,5 +758,25 @@ mod tests {
         let on_disk = h.stop();
         let tags: Vec<&str> = on_disk.values().map(String::as_str).collect();
         assert_eq!(tags, ["first", "late", "other"]);
+    }
+
+    #[test]
+    fn dedup_records_are_capped_per_workspace_and_empty_batches_keep_none() {
+        let h = Harness::with_limits(Duration::from_secs(60), 2);
+        let id = |n| Some(AckedHeader { producer: [6; 16], batch_id: n });
+        for n in 0..100 {
+            let empty = h.submit_counted("", 0, id(1000 + n), 0).blocking_recv().unwrap();
+            assert!(matches!(empty, Outcome::Stored { count: 0, .. }), "{empty:?}");
+        }
+        assert_eq!(h.metrics.store.dedup_records.load(Ordering::Relaxed), 0, "empty batches leave no record");
+        let Outcome::Stored { first_seq, .. } = h.send("one", id(1)) else { panic!("stored") };
+        assert!(matches!(h.send("two", id(2)), Outcome::Stored { .. }));
+        assert_eq!(h.send("three", id(3)), Outcome::Unavailable, "at the cap: refused, nothing evicted");
+        assert_eq!(h.send("one again", id(1)), Outcome::Duplicate { first_seq, count: EVENTS_PER_BATCH });
+        assert!(matches!(h.send("unacked", None), Outcome::Stored { .. }), "unacked batches need no record");
+        assert_eq!(h.metrics.store.dedup_records.load(Ordering::Relaxed), 2);
+        let on_disk = h.stop();
+        let tags: Vec<&str> = on_disk.values().map(String::as_str).collect();
+        assert_eq!(tags, ["one", "two", "unacked"]);
     }
 }

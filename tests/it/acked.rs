@@ -143,3 +143,31 @@ async fn a_frame_with_reserved_flags_is_malformed_and_not_stored() {
     assert!(daemon.stop().success());
     assert_eq!(markers(&export(&data)), ["plain-0", "plain-1"]);
 }
+
+/// Empty acked batches leave no de-duplication record, so a flood of them
+/// (new producers and batch ids) cannot grow the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_batch_flood_stores_no_dedup_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = hex_key(&create_key(&data, 1).1);
+    let extra = format!("[retention]\nmax_bytes = \"1MiB\"\n{}", common::admin::admin_section(""));
+    let daemon = Daemon::start(&data, &extra);
+    let api = common::admin::ApiClient::new(&daemon.admin.unwrap().to_string());
+    let empty = tell_batch(&key, 1, &[]);
+    for producer in 0..6 {
+        let mut c = AckedClient::with_producer(&daemon.tcp.to_string(), [producer; 16]).await.unwrap();
+        for id in 0..500u64 {
+            c.send(id, &empty).await.unwrap();
+        }
+        for _ in 0..500 {
+            let ack = c.recv_ack().await.unwrap();
+            assert_eq!((ack.status, ack.count), (Status::Stored, 0));
+        }
+    }
+    let records = tokio::task::spawn_blocking(move || common::admin::metric(&api, "sluice_dedup_records"));
+    assert_eq!(records.await.unwrap(), 0);
+    assert!(daemon.stop().success());
+    let size = std::fs::metadata(data.join("events.redb")).unwrap().len();
+    assert!(size < 2 << 20, "events.redb grew to {size} bytes");
+}
