@@ -36,6 +36,8 @@ use crate::store::{self, StoreError};
 
 /// How often last-used times of streaming keys are written down.
 const KEY_FLUSH_EVERY: Duration = Duration::from_secs(30);
+/// How often freed heap memory is handed back to the system.
+const TRIM_EVERY: Duration = Duration::from_secs(5);
 
 /// A daemon that could not start or stopped with an error.
 #[derive(Debug, Error)]
@@ -318,13 +320,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f).await.map_err(|e| ServerError::Task { reason: e.to_string() })
 }
 
-/// Periodic chores: watchdog pings, the in-flight gauge, key last-use times.
+/// Periodic chores: watchdog pings, the in-flight gauge, key last-use
+/// times, handing freed memory back.
 async fn housekeep(services: Services, stop: CancellationToken) {
     let Services { pipeline, metrics, keys, control, .. } = services;
     let watchdog = sd_notify::watchdog_enabled();
     let tick = watchdog.map_or(Duration::from_secs(1), |w| (w / 2).min(Duration::from_secs(1)));
     let mut interval = tokio::time::interval(tick);
     let mut since_flush = Duration::ZERO;
+    let mut since_trim = Duration::ZERO;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
@@ -334,6 +338,11 @@ async fn housekeep(services: Services, stop: CancellationToken) {
             notify(&[sd_notify::NotifyState::Watchdog]);
         }
         metrics.inflight_bytes.store(pipeline.inflight_bytes() as u64, Ordering::Relaxed);
+        since_trim += tick;
+        if since_trim >= TRIM_EVERY {
+            since_trim = Duration::ZERO;
+            tokio::task::spawn_blocking(crate::net::limits::release_free_memory);
+        }
         since_flush += tick;
         if since_flush >= KEY_FLUSH_EVERY {
             since_flush = Duration::ZERO;

@@ -57,7 +57,12 @@ pub async fn export(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
     let req = parse(cx.query.as_deref().unwrap_or(""), caller.workspace())?;
     let format = req.format;
-    let shape = StreamShape { capacity: EXPORT_BUFFER, keep: 1, stall: STALLED_READER };
+    let shape = StreamShape {
+        capacity: EXPORT_BUFFER,
+        max_bytes: EXPORT_BUFFER * CHUNK_BYTES * 2,
+        keep: 1,
+        stall: STALLED_READER,
+    };
     let (tx, rx) = cx.state.open_stream(shape)?;
     let (ready_tx, ready_rx) = oneshot::channel();
     let job = Job { events: cx.state.events.clone(), req, tx, metrics: cx.state.metrics.clone() };

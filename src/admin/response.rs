@@ -8,9 +8,9 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Frame;
 use serde::Serialize;
-use tokio::sync::mpsc;
 
 use super::error::ApiError;
+use crate::net::body_stream::BodyReceiver;
 
 pub type Resp = Response<Body>;
 
@@ -19,7 +19,7 @@ pub type Resp = Response<Body>;
 #[derive(Debug)]
 pub enum Body {
     Full(Full<Bytes>),
-    Stream(mpsc::Receiver<Bytes>),
+    Stream(BodyReceiver),
 }
 
 impl hyper::body::Body for Body {
@@ -42,13 +42,13 @@ impl hyper::body::Body for Body {
 }
 
 /// A `text/event-stream` answer fed by `rx`.
-pub fn event_stream(rx: mpsc::Receiver<Bytes>) -> Resp {
+pub fn event_stream(rx: BodyReceiver) -> Resp {
     stream(rx, "text/event-stream")
 }
 
 /// A 200 answer of unknown length (chunked) fed by `rx`, ending when the
 /// sender is dropped.
-pub fn stream(rx: mpsc::Receiver<Bytes>, content_type: &'static str) -> Resp {
+pub fn stream(rx: BodyReceiver, content_type: &'static str) -> Resp {
     let mut r = Response::new(Body::Stream(rx));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -24,11 +24,9 @@ use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::control::{AuditEntry, ControlStore};
 use crate::store::query::EventsHandle;
-use bytes::Bytes;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::net::body_stream::{BodySender, StreamShape, Streams};
+use crate::net::body_stream::{BodyReceiver, BodySender, StreamShape, Streams};
 
 /// Environment variable that can hold the JWT secret (at least 32 bytes).
 pub const JWT_SECRET_ENV: &str = "SLUICE_JWT_SECRET";
@@ -79,7 +77,7 @@ pub struct AdminDeps {
 
 impl AdminState {
     /// A streamed answer's channel, or 503 when `[admin] max_streams` run already.
-    pub fn open_stream(&self, shape: StreamShape) -> Result<(BodySender, mpsc::Receiver<Bytes>), ApiError> {
+    pub fn open_stream(&self, shape: StreamShape) -> Result<(BodySender, BodyReceiver), ApiError> {
         self.streams.open(shape, self.shutdown.clone()).ok_or_else(|| {
             ApiError::unavailable(format!(
                 "{} streamed answers (tails, exports, backups) are running; retry later",

@@ -23,10 +23,15 @@ use super::error::ApiError;
 use super::request::Ctx;
 use super::response::{self, Resp};
 use crate::net::body_stream::{BodySender, Stop, StreamShape};
-use crate::store::query::{Committed, EventsHandle, MAX_PAGE, Query};
+use crate::store::query::{Committed, EventsHandle, Query};
 
 /// SSE frames buffered per reader before it counts as slow.
 const TAIL_BUFFER: usize = 1024;
+/// Bytes of SSE frames buffered per reader before it counts as slow.
+const TAIL_BUFFER_BYTES: usize = 256 << 10;
+/// Events read from the store at a time: a tail waiting on a slow reader
+/// holds one page, so pages are small (a query page may hold 1000).
+const TAIL_PAGE: usize = 64;
 const KEEPALIVE: Duration = Duration::from_secs(15);
 /// How long a reader may leave a full buffer untouched before it is dropped.
 const SLOW_READER: Duration = Duration::from_secs(5);
@@ -42,10 +47,11 @@ pub async fn tail(cx: &Ctx) -> Result<Resp, ApiError> {
     }
     let max_scan = cx.state.config.query_max_scan_rows.0 as u64;
     let mut q = super::query::parse(raw, caller.workspace(), max_scan)?;
-    q.limit = MAX_PAGE;
+    q.limit = TAIL_PAGE;
     // Subscribe before anything is read, so no commit falls in between.
     let notices = cx.state.events.subscribe();
-    let (tx, rx) = cx.state.open_stream(StreamShape { capacity: TAIL_BUFFER, keep: 1, stall: SLOW_READER })?;
+    let shape = StreamShape { capacity: TAIL_BUFFER, max_bytes: TAIL_BUFFER_BYTES, keep: 1, stall: SLOW_READER };
+    let (tx, rx) = cx.state.open_stream(shape)?;
     let feed = Feed { events: cx.state.events.clone(), q, tx, metrics: cx.state.metrics.clone() };
     tokio::spawn(feed.run(notices, cx.state.shutdown.clone()));
     Ok(response::event_stream(rx))

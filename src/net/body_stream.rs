@@ -7,6 +7,9 @@
 //!              shutdown, a client gone) ──► channel (capacity pieces) ──► body
 //! ```
 //!
+//! The channel is bounded in pieces and in bytes (`max_bytes`: a piece waits
+//! until the client has taken enough of the earlier ones), so a client that
+//! stops reading pins at most `max_bytes` however large the pieces are.
 //! The wait is on the channel itself, never a sleep loop. A sender may keep
 //! `keep` slots free for a last message (an error trailer, a drop notice)
 //! that must never wait ([`BodySender::send_last`]). [`Streams`] caps how
@@ -14,7 +17,9 @@
 //! snapshot, so a client opening streams without reading them cannot pile
 //! them up.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -44,6 +49,8 @@ pub struct Streams {
 pub struct StreamShape {
     /// Pieces the channel holds.
     pub capacity: usize,
+    /// Bytes the channel holds (a larger piece is let through alone).
+    pub max_bytes: usize,
     /// Slots kept free for [`BodySender::send_last`].
     pub keep: usize,
     /// Longest wait for the client to make room.
@@ -57,25 +64,33 @@ impl Streams {
 
     /// A sender and the body's receiver, or `None` when every slot is taken.
     /// Call from async context (a blocking producer uses the runtime's handle).
-    pub fn open(&self, shape: StreamShape, shutdown: CancellationToken) -> Option<(BodySender, mpsc::Receiver<Bytes>)> {
+    pub fn open(&self, shape: StreamShape, shutdown: CancellationToken) -> Option<(BodySender, BodyReceiver)> {
         let slot = self.slots.clone().try_acquire_owned().ok()?;
         let capacity = shape.capacity.max(shape.keep + 1);
         let (tx, rx) = mpsc::channel(capacity);
-        let sender =
-            BodySender { tx, keep: shape.keep, stall: shape.stall, shutdown, handle: Handle::current(), _slot: slot };
-        Some((sender, rx))
-    }
-
-    /// Streams running now.
-    pub fn running(&self, max: usize) -> usize {
-        max - self.slots.available_permits()
+        let max_bytes = shape.max_bytes.clamp(1, u32::MAX as usize);
+        let bytes = Arc::new(Semaphore::new(max_bytes));
+        let sender = BodySender {
+            tx,
+            bytes: bytes.clone(),
+            max_bytes,
+            keep: shape.keep,
+            stall: shape.stall,
+            shutdown,
+            handle: Handle::current(),
+            _slot: slot,
+        };
+        Some((sender, BodyReceiver { rx, bytes }))
     }
 }
 
 /// The producer's end of a streamed body; its slot is free when dropped.
 #[derive(Debug)]
 pub struct BodySender {
-    tx: mpsc::Sender<Bytes>,
+    /// Each piece with the bytes of the budget it holds.
+    tx: mpsc::Sender<(Bytes, usize)>,
+    bytes: Arc<Semaphore>,
+    max_bytes: usize,
     keep: usize,
     stall: Duration,
     shutdown: CancellationToken,
@@ -89,16 +104,25 @@ impl BodySender {
         if self.shutdown.is_cancelled() {
             return Err(Stop::Shutdown);
         }
+        let charge = piece.len().min(self.max_bytes);
         let room = async {
+            let bytes = u32::try_from(charge).unwrap_or(u32::MAX);
             tokio::select! {
-                r = self.tx.reserve_many(1 + self.keep) => r.map_err(|_| Stop::Gone),
+                r = async {
+                    let held = self.bytes.acquire_many(bytes).await.map_err(|_| Stop::Gone)?;
+                    let slots = self.tx.reserve_many(1 + self.keep).await.map_err(|_| Stop::Gone)?;
+                    Ok((held, slots))
+                } => r,
+                _ = self.tx.closed() => Err(Stop::Gone),
                 _ = self.shutdown.cancelled() => Err(Stop::Shutdown),
             }
         };
-        let mut permits = tokio::time::timeout(self.stall, room).await.map_err(|_| Stop::Stalled)??;
-        // The other permits are dropped unused: that keeps their slots free.
-        if let Some(p) = permits.next() {
-            p.send(piece);
+        let (held, mut slots) = tokio::time::timeout(self.stall, room).await.map_err(|_| Stop::Stalled)??;
+        // The receiver gives the bytes back when the body takes the piece.
+        held.forget();
+        // The other slots are dropped unused: that keeps them free.
+        if let Some(p) = slots.next() {
+            p.send((piece, charge));
         }
         Ok(())
     }
@@ -110,7 +134,7 @@ impl BodySender {
 
     /// Queues a last piece without waiting (into a kept slot); false if it did not fit.
     pub fn send_last(&self, piece: Bytes) -> bool {
-        self.tx.try_send(piece).is_ok()
+        self.tx.try_send((piece, 0)).is_ok()
     }
 
     /// Whether the client has gone away.
@@ -130,11 +154,40 @@ impl BodySender {
     }
 }
 
+/// The body's end: pieces in order, each one's bytes given back as it is taken.
+#[derive(Debug)]
+pub struct BodyReceiver {
+    rx: mpsc::Receiver<(Bytes, usize)>,
+    bytes: Arc<Semaphore>,
+}
+
+impl BodyReceiver {
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        Pin::new(&mut self.rx).poll_recv(cx).map(|item| {
+            item.map(|(piece, charge)| {
+                self.bytes.add_permits(charge);
+                piece
+            })
+        })
+    }
+
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    pub fn try_recv(&mut self) -> Result<Bytes, mpsc::error::TryRecvError> {
+        let (piece, charge) = self.rx.try_recv()?;
+        self.bytes.add_permits(charge);
+        Ok(piece)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const SHAPE: StreamShape = StreamShape { capacity: 3, keep: 1, stall: Duration::from_millis(50) };
+    const SHAPE: StreamShape =
+        StreamShape { capacity: 3, max_bytes: 1 << 20, keep: 1, stall: Duration::from_millis(50) };
 
     #[tokio::test]
     async fn a_stalled_client_stops_the_producer_and_the_kept_slot_takes_the_trailer() {
@@ -180,5 +233,20 @@ mod tests {
         }
         assert!(producer.await.unwrap().is_ok());
         assert_eq!(got, (0..10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn the_channel_is_bounded_in_bytes_too() {
+        let streams = Streams::new(1);
+        let shape = StreamShape { capacity: 1000, max_bytes: 1000, keep: 0, stall: Duration::from_millis(50) };
+        let (tx, mut rx) = streams.open(shape, CancellationToken::new()).unwrap();
+        tx.send(Bytes::from(vec![0; 600])).await.unwrap();
+        tx.send(Bytes::from(vec![1; 400])).await.unwrap();
+        assert_eq!(tx.send(Bytes::from(vec![2; 10])).await, Err(Stop::Stalled), "1000 bytes are queued");
+        assert_eq!(rx.recv().await.unwrap().len(), 600);
+        tx.send(Bytes::from(vec![2; 10])).await.unwrap();
+        assert_eq!(rx.recv().await.unwrap().len(), 400);
+        assert_eq!(rx.recv().await.unwrap().len(), 10);
+        tx.send(Bytes::from(vec![3; 5000])).await.unwrap_or_else(|e| panic!("a large piece goes alone: {e}"));
     }
 }

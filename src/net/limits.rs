@@ -1,6 +1,7 @@
 //! Process limits: every connection is a file descriptor, so the daemon
 //! raises its `RLIMIT_NOFILE` soft limit to the hard limit at start (as
-//! systemd's own services do with `LimitNOFILE`), and logs what it got.
+//! systemd's own services do with `LimitNOFILE`), and logs what it got; and
+//! freed memory is handed back to the system now and then.
 
 /// Raises the soft limit on open files to the hard limit; returns `(soft, hard)`.
 pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
@@ -18,6 +19,16 @@ pub fn raise_nofile() -> std::io::Result<(u64, u64)> {
         lim = raised;
     }
     Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Returns freed heap memory to the system (glibc keeps it in its arenas
+/// otherwise: after a burst of streamed answers RSS would stay at its peak).
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]

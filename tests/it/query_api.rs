@@ -277,3 +277,53 @@ fn shutdown_ends_an_open_tail_with_a_notice() {
     assert_eq!(named, ["shutdown"]);
     assert!(stopping.join().unwrap().success(), "the daemon stops cleanly with a tail open");
 }
+
+/// The daemon's resident memory, in bytes.
+fn rss(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+/// Tails that never read pin at most their byte bound each while syslog
+/// floods in, and their memory is returned once they are gone.
+#[test]
+fn non_reading_tails_pin_a_bounded_amount_of_memory() {
+    use std::io::Write;
+    let (_t, data) = dir();
+    let syslog = "[sources.syslog_tcp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n";
+    let (daemon, api) = start_admin(&data, &format!("max_streams = 32\n{syslog}"));
+    let token = setup(&api)["token"].as_str().unwrap().to_owned();
+    let pid = daemon.pid();
+    let flood = |n: usize| {
+        let mut s = std::net::TcpStream::connect(daemon.syslog_tcp.unwrap()).unwrap();
+        let body = "x".repeat(1000);
+        let mut wire = Vec::new();
+        for i in 0..n {
+            wire.extend_from_slice(format!("<14>1 - h app - - - flood {i} {body}\n").as_bytes());
+        }
+        s.write_all(&wire).unwrap();
+    };
+    flood(2_000);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let baseline = rss(pid);
+    let tails: Vec<_> = (0..30).map(|_| open_tail(daemon.admin.unwrap(), &token, "")).collect();
+    for _ in 0..10 {
+        flood(5_000);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let during = rss(pid);
+    drop(tails);
+    std::thread::sleep(std::time::Duration::from_secs(7));
+    let after = rss(pid);
+    eprintln!("rss baseline {baseline} during {during} after {after}");
+    // 30 tails × 256 KiB of frames and a 64-event page each, plus the flood's
+    // own share (redb's 32 MiB cache fills); unbounded, it was +290 MB.
+    assert!(during < baseline + (128 << 20), "30 non-reading tails took RSS from {baseline} to {during}");
+    assert!(after < baseline + (48 << 20), "after the tails closed RSS is {after} (baseline {baseline})");
+    drop(daemon);
+}

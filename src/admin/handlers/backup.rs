@@ -57,7 +57,9 @@ pub async fn backup(cx: &Ctx) -> Result<Resp, ApiError> {
         Ok(Err(e)) => return Err(e.into()),
         Err(e) => return Err(ApiError::internal(format!("backup task failed: {e}"))),
     };
-    let (tx, rx) = cx.state.open_stream(StreamShape { capacity: PIECES, keep: 0, stall: STALL })?;
+    // A piece grows past PIECE_BYTES only to hold one whole row.
+    let shape = StreamShape { capacity: PIECES, max_bytes: PIECES * PIECE_BYTES * 2, keep: 0, stall: STALL };
+    let (tx, rx) = cx.state.open_stream(shape)?;
     let sink = ChannelWriter { tx, buf: Vec::with_capacity(PIECE_BYTES) };
     let entry = super::entry(cx, "backup", "ok", Some("server".into()));
     let state = cx.state.clone();
@@ -135,17 +137,16 @@ impl Write for ChannelWriter {
 
 #[cfg(test)]
 mod tests {
-    use tokio::sync::mpsc;
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::net::body_stream::Streams;
+    use crate::net::body_stream::{BodyReceiver, Streams};
 
     /// A writer as the dump gets it (its runtime must outlive it).
-    fn writer(capacity: usize) -> (ChannelWriter, mpsc::Receiver<Bytes>, CancellationToken, tokio::runtime::Runtime) {
+    fn writer(capacity: usize) -> (ChannelWriter, BodyReceiver, CancellationToken, tokio::runtime::Runtime) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let shutdown = CancellationToken::new();
-        let shape = StreamShape { capacity, keep: 0, stall: STALL };
+        let shape = StreamShape { capacity, max_bytes: capacity * PIECE_BYTES * 2, keep: 0, stall: STALL };
         let (tx, rx) = {
             let _in_runtime = rt.enter();
             Streams::new(1).open(shape, shutdown.clone()).unwrap()
