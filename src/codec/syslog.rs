@@ -105,10 +105,33 @@ pub fn parse(raw: &[u8], received_at_ms: u64, zone: Zone) -> SyslogFields {
         Zone::Fixed(o) => parse_in(&text, received, o),
         Zone::Named(tz) => parse_in(&text, received, tz),
     };
-    match parsed {
-        Some(m) => fields(m),
-        None => unparsed(&text),
+    if let Some(m) = parsed {
+        return fields(m);
     }
+    // An RFC 5424 message cut inside its structured data (truncated at
+    // `max_message_bytes`) still has a whole header: parse that, with the
+    // cut SD as the message.
+    if let Some(text) = header_with_cut_sd(&text) {
+        let parsed = match zone {
+            Zone::Utc => parse_in(&text, received, Utc),
+            Zone::Fixed(o) => parse_in(&text, received, o),
+            Zone::Named(tz) => parse_in(&text, received, tz),
+        };
+        if let Some(m) = parsed {
+            return fields(m);
+        }
+    }
+    unparsed(&text)
+}
+
+/// `<PRI>1 TS HOST APP PROCID MSGID [cut…` as `… MSGID - [cut…`: the
+/// structured data that did not parse becomes the message.
+fn header_with_cut_sd(text: &str) -> Option<String> {
+    let (pri, rest) = text.strip_prefix('<')?.split_once('>')?;
+    let mut parts = rest.splitn(7, ' ');
+    let head: Vec<&str> = parts.by_ref().take(6).collect();
+    let tail = parts.next()?;
+    (head.len() == 6 && head[0] == "1" && tail.starts_with('[')).then(|| format!("<{pri}>{} - {tail}", head.join(" ")))
 }
 
 /// What is left of a message the parser refused: its PRI, if it has a
@@ -329,6 +352,39 @@ mod tests {
         let f = parse(b"<34>Jan  1 12:00:00 host su: x", ms("2024-01-01T10:00:00Z"), berlin);
         assert_eq!(f.timestamp.unwrap().to_rfc3339(), "2024-01-01T12:00:00+01:00");
         assert_eq!((f.hostname.as_deref(), f.app_name.as_deref()), (Some("host"), Some("su")));
+    }
+
+    #[test]
+    fn a_message_cut_inside_its_structured_data_keeps_its_header() {
+        let raw = b"<165>1 2003-10-11T22:14:15.003Z host app 87 ID47 [ex@1 a=\"cut";
+        let f = parse(raw, 0, Zone::Utc);
+        assert!(f.parsed);
+        assert_eq!(
+            (f.hostname.as_deref(), f.app_name.as_deref(), f.msg_id.as_deref()),
+            (Some("host"), Some("app"), Some("ID47"))
+        );
+        assert_eq!(f.timestamp.unwrap().to_rfc3339_opts(SecondsFormat::AutoSi, true), "2003-10-11T22:14:15.003Z");
+        assert_eq!(f.message, "[ex@1 a=\"cut");
+        // Cut in a later element: the whole ones are read as structured data.
+        let f = parse(b"<165>1 2003-10-11T22:14:15.003Z host app 87 ID47 [ex@1 a=\"1\"][ex@2 b=\"cut", 0, Zone::Utc);
+        assert_eq!((f.structured_data.len(), f.message.as_str()), (1, "[ex@2 b=\"cut"));
+        // Cut inside the header itself: only the PRI is read.
+        let f = parse(b"<165>1 2003-10-11T22:14:15.003Z host ap", 0, Zone::Utc);
+        assert!(!f.parsed);
+        assert_eq!(f.facility, Some(20));
+    }
+
+    #[test]
+    fn a_message_whose_msg_is_not_utf8_keeps_its_header() {
+        for raw in [
+            &b"<165>1 2003-10-11T22:14:15.003Z host app 87 ID47 - bad \xff\xfe utf8"[..],
+            b"<165>1 2003-10-11T22:14:15.003Z host app 87 ID47 [a@1 b=\"\xff\"] \xef\xbb\xbf\xc3",
+            b"<34>Oct 11 22:14:15 host su: bad \xff utf8",
+        ] {
+            let f = parse(raw, ms("2003-10-12T00:00:00Z"), Zone::Utc);
+            assert!(f.parsed, "{raw:?}");
+            assert_eq!((f.hostname.as_deref(), f.timestamp.is_some()), (Some("host"), true), "{raw:?}");
+        }
     }
 
     #[test]
