@@ -58,6 +58,10 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound { what } => ApiError::not_found(format!("{what} not found")),
             StoreError::Conflict { reason } => ApiError::conflict(reason),
             StoreError::Invalid { reason } => ApiError::invalid(reason),
+            e if e.is_retryable() => {
+                tracing::warn!(error = %e, "control store unavailable; the client is told to retry");
+                ApiError::unavailable("storage is unavailable; retry shortly")
+            }
             other => {
                 tracing::error!(error = %other, "control store failed");
                 ApiError::internal("storage error")

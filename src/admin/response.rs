@@ -71,8 +71,13 @@ pub fn text(body: String, content_type: &'static str) -> Resp {
     with_type(StatusCode::OK, body.into_bytes(), content_type)
 }
 
+/// An error answer; a 503 (something a retry can fix) says when to retry.
 pub fn error(e: &ApiError) -> Resp {
-    with_type(e.status, e.body(), "application/json")
+    let mut r = with_type(e.status, e.body(), "application/json");
+    if e.status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
 }
 
 fn with_type(status: StatusCode, body: Vec<u8>, content_type: &'static str) -> Resp {

@@ -18,8 +18,15 @@
 //! reused, not even after the newest key is deleted.
 //!
 //! Every write transaction commits with redb's default `Durability::Immediate`.
+//!
+//! The store recovers its database as the event writer does: redb will not
+//! go on after an I/O error (a full disk, say), so the failing operation
+//! drops the handle and the next one opens the file again. Until that
+//! works every operation fails with a retryable error; afterwards logins,
+//! key deletes and logouts succeed without a restart.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -119,11 +126,22 @@ struct WorkspaceRow {
     created_at_ms: u64,
 }
 
+/// Opens the control database; called again after an I/O error.
+pub type ControlOpener = Box<dyn Fn(&Path) -> Result<Database, StoreError> + Send + Sync>;
+
+/// The standard opener: the file itself, created 0600 if missing.
+fn open_file(path: &Path) -> Result<Database, StoreError> {
+    super::create_private(path)?;
+    Database::create(path).map_err(|e| StoreError::open(path, e))
+}
+
 /// The control database. Cheap to share behind an `Arc`; every method opens
 /// its own transaction.
 pub struct ControlStore {
-    db: Database,
+    /// `None` after an I/O error, until the next operation reopens it.
+    db: RwLock<Option<Arc<Database>>>,
     path: PathBuf,
+    opener: ControlOpener,
 }
 
 impl std::fmt::Debug for ControlStore {
@@ -139,13 +157,37 @@ impl ControlStore {
     /// Fails with [`StoreError::Locked`] while another process (a running
     /// daemon) or another handle in this process has the file open.
     pub fn open(data_dir: &Path) -> Result<ControlStore, StoreError> {
+        ControlStore::open_with(data_dir, Box::new(open_file))
+    }
+
+    /// [`Self::open`] with another opener (tests inject disk failures).
+    pub fn open_with(data_dir: &Path, opener: ControlOpener) -> Result<ControlStore, StoreError> {
         ensure_data_dir(data_dir)?;
         let path = data_dir.join(super::CONTROL_FILE);
-        super::create_private(&path)?;
-        let db = Database::create(&path).map_err(|e| StoreError::open(&path, e))?;
-        let store = ControlStore { db, path };
+        let db = opener(&path)?;
+        let store = ControlStore { db: RwLock::new(Some(Arc::new(db))), path, opener };
         store.init()?;
         Ok(store)
+    }
+
+    /// The open database, reopened first if an I/O error closed it.
+    fn db(&self) -> Result<Arc<Database>, StoreError> {
+        if let Some(db) = self.db.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            return Ok(db.clone());
+        }
+        let mut slot = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = slot.as_ref() {
+            return Ok(db.clone());
+        }
+        // Fails (retryably) while an operation still holds the old handle.
+        let db = (self.opener)(&self.path).map_err(|e| match e {
+            StoreError::Db { path, reason } => StoreError::Unavailable { path, reason },
+            other => other,
+        })?;
+        let db = Arc::new(db);
+        tracing::info!(path = %self.path.display(), "control database reopened after an I/O error");
+        *slot = Some(db.clone());
+        Ok(db)
     }
 
     /// Path of the database file.
@@ -155,15 +197,30 @@ impl ControlStore {
 
     /// A read snapshot of the whole database (for [`super::backup`]).
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.db.begin_read().map_err(|e| self.err(e))
+        self.db()?.begin_read().map_err(|e| self.err(e))
     }
 
-    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+    /// An error that is not redb's (a row that does not encode, a counter at its end).
+    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::db(&self.path, e)
     }
 
+    /// A storage error; after an I/O error the handle is dropped so the
+    /// next operation reopens the file (redb will not go on with it).
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        let e = e.into();
+        if !matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
+            return StoreError::db(&self.path, e);
+        }
+        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+        if slot.take().is_some() {
+            tracing::warn!(path = %self.path.display(), error = %e, "control database I/O error; it is reopened on the next operation");
+        }
+        StoreError::Unavailable { path: self.path.clone(), reason: e.to_string() }
+    }
+
     fn init(&self) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
             let found = meta.get(FORMAT_KEY).map_err(|e| self.err(e))?.map(|v| v.value());
@@ -199,7 +256,7 @@ impl ControlStore {
             return Ok(false);
         }
         let row = WorkspaceRow { v: ROW_VERSION, name: name.to_owned(), created_at_ms: now_ms() };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
         table.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         Ok(true)
     }
@@ -211,7 +268,7 @@ impl ControlStore {
     pub fn create_workspace(&self, id: u32, name: &str) -> Result<bool, StoreError> {
         check_workspace(id)?;
         check_name("workspace name", name)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let created = {
             let mut ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
             self.insert_workspace_if_missing(&mut ws, id, name)?
@@ -221,14 +278,14 @@ impl ControlStore {
     }
 
     pub fn workspace_exists(&self, id: u32) -> Result<bool, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
         Ok(ws.get(id).map_err(|e| self.err(e))?.is_some())
     }
 
     /// Every workspace, by id.
     pub fn list_workspaces(&self) -> Result<Vec<Workspace>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let table = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in table.iter().map_err(|e| self.err(e))? {
@@ -247,7 +304,7 @@ impl ControlStore {
     pub fn create_key(&self, name: &str, workspace: u32, creator: &str) -> Result<(KeyRecord, String), StoreError> {
         check_workspace(workspace)?;
         check_name("key name", name)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let created = self.insert_key(&tx, name, workspace, creator)?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(created)
@@ -267,7 +324,7 @@ impl ControlStore {
         self.insert_workspace_if_missing(&mut ws, workspace, &format!("workspace {workspace}"))?;
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let id = meta.get(NEXT_KEY_ID).map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(1);
-        let next = id.checked_add(1).ok_or_else(|| self.err("key ids exhausted"))?;
+        let next = id.checked_add(1).ok_or_else(|| self.fail("key ids exhausted"))?;
         meta.insert(NEXT_KEY_ID, next).map_err(|e| self.err(e))?;
         let record = KeyRecord {
             id,
@@ -279,7 +336,7 @@ impl ControlStore {
             creator: creator.to_owned(),
         };
         let row = KeyRow { v: ROW_VERSION, record, digest: hex::encode(digest(&raw)) };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
         let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
         keys.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         Ok((row.record, hex_key))
@@ -297,7 +354,7 @@ impl ControlStore {
 
     /// One key by id.
     pub fn get_key(&self, id: u64) -> Result<KeyRecord, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
         let value = keys.get(id).map_err(|e| self.err(e))?.ok_or_else(|| key_not_found(id))?;
         Ok(self.parse::<KeyRow>(value.value())?.record)
@@ -306,7 +363,7 @@ impl ControlStore {
     /// Deletes a key; returns what it was. The caller must also remove it
     /// from any live [`KeyRegistry`](crate::auth::keys::KeyRegistry).
     pub fn delete_key(&self, id: u64) -> Result<KeyRecord, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let row = {
             let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
             let removed = keys.remove(id).map_err(|e| self.err(e))?.ok_or_else(|| key_not_found(id))?;
@@ -323,7 +380,7 @@ impl ControlStore {
             .map(|row| {
                 let mut d = [0u8; 32];
                 hex::decode_to_slice(&row.digest, &mut d)
-                    .map_err(|e| self.err(format!("key {}: bad digest: {e}", row.record.id)))?;
+                    .map_err(|e| self.fail(format!("key {}: bad digest: {e}", row.record.id)))?;
                 Ok((d, KeyInfo { id: row.record.id, workspace: row.record.workspace }))
             })
             .collect()
@@ -335,7 +392,7 @@ impl ControlStore {
         if touched.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
             for &(id, used_ms) in touched {
@@ -348,7 +405,7 @@ impl ControlStore {
                     continue;
                 }
                 row.record.last_used_ms = Some(used_ms);
-                let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+                let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
                 keys.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
             }
         }
@@ -357,7 +414,7 @@ impl ControlStore {
     }
 
     fn key_rows(&self) -> Result<Vec<KeyRow>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in keys.iter().map_err(|e| self.err(e))? {
@@ -369,9 +426,9 @@ impl ControlStore {
 
     /// Decodes a JSON row, refusing rows from a newer row version.
     fn parse<T: for<'de> Deserialize<'de> + Versioned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
-        let row: T = serde_json::from_slice(bytes).map_err(|e| self.err(format!("damaged row: {e}")))?;
+        let row: T = serde_json::from_slice(bytes).map_err(|e| self.fail(format!("damaged row: {e}")))?;
         if row.version() > ROW_VERSION {
-            return Err(self.err(format!("row version {} is newer than this sluice understands", row.version())));
+            return Err(self.fail(format!("row version {} is newer than this sluice understands", row.version())));
         }
         Ok(row)
     }
@@ -427,6 +484,30 @@ fn check_name(what: &str, name: &str) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_a_full_disk_a_leaked_key_can_be_deleted_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = super::super::fault::Disk::new();
+        let d = disk.clone();
+        let opener: ControlOpener = Box::new(move |path| super::super::fault::open_db(path, d.clone()));
+        let store = ControlStore::open_with(dir.path(), opener).unwrap();
+        let (leaked, _) = store.create_key("leaked", DEFAULT_WORKSPACE, "test").unwrap();
+        let len = std::fs::metadata(store.path()).unwrap().len();
+        disk.full_at(len);
+        let mut failed = 0;
+        while store.create_key("filler", DEFAULT_WORKSPACE, "test").is_ok() {
+            failed += 1;
+            assert!(failed < 10_000, "the disk never filled");
+        }
+        disk.free();
+        // The next operations reopen the database and succeed.
+        let deleted = store.delete_key(leaked.id).expect("a leaked key can be revoked once there is room");
+        assert_eq!(deleted.id, leaked.id);
+        assert!(store.list_keys(None).unwrap().iter().all(|k| k.id != leaked.id));
+        let reopened = ControlStore::open(dir.path());
+        assert!(matches!(reopened, Err(StoreError::Locked { .. })), "still held by its owner");
+    }
 
     fn open(dir: &tempfile::TempDir) -> ControlStore {
         ControlStore::open(dir.path()).unwrap()

@@ -81,9 +81,8 @@ impl FaultyBackend {
     }
 }
 
-/// Opens an events database (already created by [`super::events::open`], so
-/// its tables exist) on a [`FaultyBackend`].
-pub fn open_events(path: &Path, disk: Arc<Disk>) -> Result<Database, StoreError> {
+/// Opens a database (events or control) on a [`FaultyBackend`].
+pub fn open_db(path: &Path, disk: Arc<Disk>) -> Result<Database, StoreError> {
     let backend = FaultyBackend::open(path, disk).map_err(|e| StoreError::db(path, e))?;
     Database::builder().create_with_backend(backend).map_err(|e| StoreError::open(path, e))
 }

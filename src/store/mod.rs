@@ -39,6 +39,10 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("storage error in {path}: {reason}")]
     Db { path: PathBuf, reason: String },
+    /// An I/O error (a full disk, say): the store recovers by itself, so
+    /// the same operation may succeed if tried again.
+    #[error("{path} is unavailable after an I/O error: {reason}")]
+    Unavailable { path: PathBuf, reason: String },
     #[error("not found: {what}")]
     NotFound { what: String },
     #[error("invalid: {reason}")]
@@ -48,6 +52,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether trying the same operation again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. } | StoreError::Locked { .. })
+    }
+
     pub(crate) fn db(path: &Path, e: impl std::fmt::Display) -> StoreError {
         StoreError::Db { path: path.to_path_buf(), reason: e.to_string() }
     }

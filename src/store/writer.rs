@@ -562,7 +562,7 @@ mod tests {
             drop(events::open(&path, 1 << 20).unwrap());
             let disk = Disk::new();
             let (p, d) = (path.clone(), disk.clone());
-            let opener: Opener = Box::new(move || fault::open_events(&p, d.clone()));
+            let opener: Opener = Box::new(move || fault::open_db(&p, d.clone()));
             let config = WriterConfig {
                 path: path.clone(),
                 opener,

@@ -66,12 +66,12 @@ impl Versioned for AuditRow {
 impl ControlStore {
     /// Appends an entry; returns its id.
     pub fn append_audit(&self, mut entry: AuditEntry) -> Result<u64, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let id = {
             let mut table = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
             let last = table.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value()).unwrap_or(0);
-            entry.id = last.checked_add(1).ok_or_else(|| self.err("audit ids exhausted"))?;
-            let bytes = serde_json::to_vec(&AuditRow { v: ROW_VERSION, entry }).map_err(|e| self.err(e))?;
+            entry.id = last.checked_add(1).ok_or_else(|| self.fail("audit ids exhausted"))?;
+            let bytes = serde_json::to_vec(&AuditRow { v: ROW_VERSION, entry }).map_err(|e| self.fail(e))?;
             let id = last + 1;
             table.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
             while table.len().map_err(|e| self.err(e))? > MAX_AUDIT_ENTRIES {
@@ -85,7 +85,7 @@ impl ControlStore {
 
     /// Entries matching `q`, newest first.
     pub fn audit(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let table = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in table.range(..q.before.unwrap_or(u64::MAX)).map_err(|e| self.err(e))?.rev() {

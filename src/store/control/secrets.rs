@@ -20,7 +20,7 @@ const JWT_SECRET_LEN: usize = 32;
 impl ControlStore {
     /// The HS256 signing secret, generated on first use.
     pub fn jwt_secret(&self) -> Result<Vec<u8>, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let secret = {
             let mut table = tx.open_table(SECRETS).map_err(|e| self.err(e))?;
             let found = table.get(JWT_SECRET).map_err(|e| self.err(e))?.map(|v| v.value().to_vec());
@@ -41,7 +41,7 @@ impl ControlStore {
     /// The one-time setup token while no user exists (generated on first
     /// use); `None` once setup is done.
     pub fn setup_token(&self) -> Result<Option<String>, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         if tx.open_table(USERS).map_err(|e| self.err(e))?.len().map_err(|e| self.err(e))? > 0 {
             return Ok(None);
         }

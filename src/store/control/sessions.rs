@@ -67,7 +67,7 @@ pub(super) fn delete_sessions_where(
 impl ControlStore {
     /// Stores a new session (and purges expired ones).
     pub fn insert_session(&self, session: &Session) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let now = now_ms();
         delete_sessions_where(self, &tx, |s| s.expires_at_ms <= now)?;
         self.put_session(&tx, session)?;
@@ -77,7 +77,7 @@ impl ControlStore {
     /// Swaps `old` for `new` in one transaction; `NotFound` if `old` is gone
     /// (so two refreshes of one token cannot both succeed).
     pub fn replace_session(&self, old: &str, new: &Session) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let removed = tx.open_table(SESSIONS).map_err(|e| self.err(e))?.remove(old).map_err(|e| self.err(e))?.is_some();
         if !removed {
             return Err(StoreError::NotFound { what: "session".into() });
@@ -88,7 +88,7 @@ impl ControlStore {
 
     /// Ends every session of a user; returns their ids.
     pub fn delete_user_sessions(&self, user: u64) -> Result<Vec<String>, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let gone = delete_sessions_where(self, &tx, |s| s.user == user)?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(gone)
@@ -96,7 +96,7 @@ impl ControlStore {
 
     /// Every session not yet expired.
     pub fn sessions(&self) -> Result<Vec<Session>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let table = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
         let now = now_ms();
         let mut out = Vec::new();
@@ -112,7 +112,7 @@ impl ControlStore {
 
     fn put_session(&self, tx: &WriteTransaction, session: &Session) -> Result<(), StoreError> {
         let row = SessionRow { v: ROW_VERSION, session: session.clone() };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
         let mut table = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
         table.insert(session.id.as_str(), bytes.as_slice()).map_err(|e| self.err(e))?;
         Ok(())

@@ -28,7 +28,7 @@ impl ControlStore {
     /// Creates the first admin (member of the default workspace) and a first
     /// streaming key, and forgets the setup token. A conflict if any user exists.
     pub fn setup(&self, email: &str, hash: &str, key_name: &str) -> Result<SetupDone, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         if tx.open_table(USERS).map_err(|e| self.err(e))?.len().map_err(|e| self.err(e))? > 0 {
             return Err(StoreError::Conflict { reason: "setup is already done".into() });
         }

@@ -78,7 +78,7 @@ fn user_not_found(id: u64) -> StoreError {
 impl ControlStore {
     /// Number of users; setup is open while it is 0.
     pub fn user_count(&self) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let users = tx.open_table(USERS).map_err(|e| self.err(e))?;
         users.len().map_err(|e| self.err(e))
     }
@@ -86,7 +86,7 @@ impl ControlStore {
     /// The user with this email and its password hash, for login.
     pub fn find_login(&self, email: &str) -> Result<Option<(User, String)>, StoreError> {
         let Ok(email) = normalize_email(email) else { return Ok(None) };
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let emails = tx.open_table(EMAILS).map_err(|e| self.err(e))?;
         let Some(id) = emails.get(email.as_str()).map_err(|e| self.err(e))?.map(|v| v.value()) else {
             return Ok(None);
@@ -98,7 +98,7 @@ impl ControlStore {
     }
 
     pub fn get_user(&self, id: u64) -> Result<User, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let users = tx.open_table(USERS).map_err(|e| self.err(e))?;
         let v = users.get(id).map_err(|e| self.err(e))?.ok_or_else(|| user_not_found(id))?;
         let row: UserRow = self.parse(v.value())?;
@@ -107,14 +107,14 @@ impl ControlStore {
 
     /// The user's role in a workspace, if a member.
     pub fn role_of(&self, user: u64, workspace: u32) -> Result<Option<Role>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let members = tx.open_table(MEMBERS).map_err(|e| self.err(e))?;
         Ok(members.get((workspace, user)).map_err(|e| self.err(e))?.and_then(|v| Role::from_byte(v.value())))
     }
 
     /// Every `(workspace, role)` of a user, by workspace.
     pub fn workspaces_of(&self, user: u64) -> Result<Vec<(u32, Role)>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let members = tx.open_table(MEMBERS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
         for row in members.iter().map_err(|e| self.err(e))? {
@@ -129,7 +129,7 @@ impl ControlStore {
 
     /// Members of a workspace, by user id.
     pub fn members(&self, workspace: u32) -> Result<Vec<Member>, StoreError> {
-        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_read().map_err(|e| self.err(e))?;
         let members = tx.open_table(MEMBERS).map_err(|e| self.err(e))?;
         let users = tx.open_table(USERS).map_err(|e| self.err(e))?;
         let mut out = Vec::new();
@@ -147,7 +147,7 @@ impl ControlStore {
 
     /// Creates a user who is a member of `workspace` with `role`.
     pub fn create_user(&self, email: &str, hash: &str, workspace: u32, role: Role) -> Result<Member, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         if !self.has_workspace(&tx, workspace)? {
             return Err(StoreError::NotFound { what: format!("workspace {workspace}") });
         }
@@ -163,7 +163,7 @@ impl ControlStore {
     /// Adds an existing user to a workspace; a conflict if already a member.
     pub fn add_member(&self, workspace: u32, user: u64, role: Role) -> Result<Member, StoreError> {
         let found = self.get_user(user)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         if !self.has_workspace(&tx, workspace)? {
             return Err(StoreError::NotFound { what: format!("workspace {workspace}") });
         }
@@ -181,7 +181,7 @@ impl ControlStore {
     /// Changes a member's role; demoting the workspace's last admin is a conflict.
     pub fn set_role(&self, workspace: u32, user: u64, role: Role) -> Result<Member, StoreError> {
         let found = self.get_user(user)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         {
             let mut members = tx.open_table(MEMBERS).map_err(|e| self.err(e))?;
             let old = self.member_role(&members, workspace, user)?;
@@ -197,7 +197,7 @@ impl ControlStore {
     /// Removes a membership and the sessions in that workspace; a user left
     /// with no workspace is deleted. Returns whether the user was deleted.
     pub fn remove_member(&self, workspace: u32, user: u64) -> Result<bool, StoreError> {
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let deleted = {
             let mut members = tx.open_table(MEMBERS).map_err(|e| self.err(e))?;
             let old = self.member_role(&members, workspace, user)?;
@@ -221,7 +221,7 @@ impl ControlStore {
     /// Sets a new password hash and ends every session of the user.
     pub fn set_password(&self, email: &str, hash: &str) -> Result<User, StoreError> {
         let email = normalize_email(email)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let user = {
             let emails = tx.open_table(EMAILS).map_err(|e| self.err(e))?;
             let id = emails.get(email.as_str()).map_err(|e| self.err(e))?.map(|v| v.value());
@@ -232,7 +232,7 @@ impl ControlStore {
             let mut row: UserRow = self.parse(v.value())?;
             drop(v);
             row.password_hash = hash.to_owned();
-            let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+            let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
             users.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
             User { id, email: row.email, created_at_ms: row.created_at_ms }
         };
@@ -250,11 +250,11 @@ impl ControlStore {
         }
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let id = meta.get(NEXT_USER_ID).map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(1);
-        meta.insert(NEXT_USER_ID, id.checked_add(1).ok_or_else(|| self.err("user ids exhausted"))?)
+        meta.insert(NEXT_USER_ID, id.checked_add(1).ok_or_else(|| self.fail("user ids exhausted"))?)
             .map_err(|e| self.err(e))?;
         let row =
             UserRow { v: ROW_VERSION, email: email.clone(), password_hash: hash.to_owned(), created_at_ms: now_ms() };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.err(e))?;
+        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
         tx.open_table(USERS).map_err(|e| self.err(e))?.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         emails.insert(email.as_str(), id).map_err(|e| self.err(e))?;
         Ok(User { id, email, created_at_ms: row.created_at_ms })

@@ -12,11 +12,11 @@ impl ControlStore {
     /// `admin` its admin, in one transaction.
     pub fn create_workspace_for(&self, name: &str, admin: u64) -> Result<Workspace, StoreError> {
         check_name("workspace name", name)?;
-        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let id = {
             let mut ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
             let last = ws.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value()).unwrap_or(0);
-            let id = last.checked_add(1).ok_or_else(|| self.err("workspace ids exhausted"))?;
+            let id = last.checked_add(1).ok_or_else(|| self.fail("workspace ids exhausted"))?;
             self.insert_workspace_if_missing(&mut ws, id, name)?;
             id
         };
