@@ -182,3 +182,61 @@ async fn a_full_disk_is_refused_logged_survived_and_recovered_from() {
     }
     assert_eq!(on_disk.len(), stored.len() * EVENTS_PER_BATCH, "nothing else");
 }
+
+/// `control.redb` on a full disk: writes fail with 503 (retry), and once
+/// there is room again a leaked key can be deleted and a session ended
+/// without a restart (the control store reopens itself).
+#[test]
+fn after_a_full_disk_keys_can_be_revoked_and_sessions_ended_without_a_restart() {
+    use common::admin::{ADMIN_EMAIL, ADMIN_PASSWORD, ApiClient, admin_section, login, setup};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Measure the files this build makes, then limit them to a little more.
+    let (daemon, api) = {
+        let d = Daemon::start(&data, &admin_section(""));
+        let api = ApiClient::new(&d.admin.unwrap().to_string());
+        setup(&api);
+        (d, api)
+    };
+    let leaked =
+        api.post("/api/v1/apikeys", Some(&login(&api, ADMIN_EMAIL, ADMIN_PASSWORD)), &json!({"name": "leaked"}));
+    let leaked = leaked.unwrap().json()["id"].as_u64().unwrap();
+    drop(api);
+    assert!(daemon.stop().success());
+    let size = |f: &str| std::fs::metadata(data.join(f)).unwrap().len();
+    let limit = size("control.redb").max(size("events.redb")) + 64 * 1024;
+    let daemon = Daemon::start_with(&data, &admin_section(""), |cmd| {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                    return Err(std::io::Error::last_os_error());
+                }
+                set_fsize_limit(0, limit)
+            });
+        }
+    });
+    let api = ApiClient::new(&daemon.admin.unwrap().to_string());
+    let token = login(&api, ADMIN_EMAIL, ADMIN_PASSWORD);
+    let name = "k".repeat(200);
+    let mut statuses = Vec::new();
+    for _ in 0..5_000 {
+        let r = api.post("/api/v1/apikeys", Some(&token), &json!({ "name": name })).unwrap();
+        statuses.push(r.status);
+        if r.status != 201 {
+            assert_eq!(r.status, 503, "{}", r.body);
+            assert_eq!(r.header("retry-after"), Some("1"));
+            break;
+        }
+    }
+    assert_eq!(statuses.last(), Some(&503), "the size limit was never hit");
+    set_fsize_limit(daemon.pid(), libc::RLIM_INFINITY).expect("lift the limit");
+    let deleted = api.delete(&format!("/api/v1/apikeys/{leaked}"), Some(&token)).unwrap();
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let out = api.post("/api/v1/auth/logout", Some(&token), &json!({})).unwrap();
+    assert_eq!(out.status, 204, "{}", out.body);
+    assert_eq!(api.get("/api/v1/apikeys", Some(&token)).unwrap().status, 401, "the ended session stops at once");
+    assert!(daemon.log_text().contains("control database reopened"), "{}", daemon.log_text());
+    assert!(daemon.stop().success());
+}
