@@ -14,7 +14,6 @@
 use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 
-use crate::codec::frame::AckedHeader;
 pub use crate::net::budget::{Budget, ConnLimits, MIN_CHARGE, Permit};
 
 /// What the store did with a batch.
@@ -28,6 +27,15 @@ pub enum Outcome {
     Unavailable,
 }
 
+/// The de-duplication identity of an acknowledged batch: who sent it (random
+/// per client instance) and which batch it is. Whatever protocol carried
+/// it, the store keys its de-dup record on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DedupId {
+    pub producer: [u8; 16],
+    pub batch_id: u64,
+}
+
 /// One unit of work for the writer: a chunk of records for one workspace.
 #[derive(Debug)]
 pub struct Batch {
@@ -37,7 +45,7 @@ pub struct Batch {
     /// The encoded chunk value (see `store::chunk`).
     pub chunk: Vec<u8>,
     /// Set for acked batches: the de-duplication identity.
-    pub dedup: Option<AckedHeader>,
+    pub dedup: Option<DedupId>,
     /// Where to report the outcome, for sources that answer their clients.
     pub reply: Option<oneshot::Sender<Outcome>>,
     /// Bytes held against the budget until the batch is dropped.

@@ -45,7 +45,7 @@ use crate::net::accept::{Listener, accept_loop};
 use crate::net::budget::Account;
 use crate::net::conn::{End, LoopEnv, Protocol, READ_CHUNK, read_loop};
 use crate::net::deadline::Timeouts;
-use crate::pipeline::{Batch, Outcome, Pipeline};
+use crate::pipeline::{Batch, DedupId, Outcome, Pipeline};
 use crate::record::BlockBuilder;
 use crate::store::chunk::{self, ChunkMeta};
 use crate::store::now_ms;
@@ -244,7 +244,8 @@ impl Connection {
         };
         let permit = account.take(deadline).await.map_err(|_| End::Cut(Cut::NoBudget))?;
         let (tx, rx) = oneshot::channel();
-        let batch = Batch { workspace: key.workspace, count, chunk, dedup: acked, reply: Some(tx), permit };
+        let dedup = acked.map(|h| DedupId { producer: h.producer, batch_id: h.batch_id });
+        let batch = Batch { workspace: key.workspace, count, chunk, dedup, reply: Some(tx), permit };
         if self.ctx.pipeline.submit(batch).is_err() {
             self.refuse(Refusal::Unavailable, acked, deadline).await?;
             return Ok(Flow::Close(End::PipelineClosed));

@@ -528,7 +528,7 @@ mod tests {
     use tokio::sync::oneshot;
 
     use super::*;
-    use crate::codec::frame::AckedHeader;
+    use crate::pipeline::DedupId;
     use crate::pipeline::{MIN_CHARGE, Pipeline};
     use crate::store::fault::{self, Disk};
 
@@ -578,7 +578,7 @@ mod tests {
         }
 
         /// Hands on a batch whose chunk is `tag` padded to `len` bytes.
-        fn submit(&self, tag: &str, len: usize, dedup: Option<AckedHeader>) -> oneshot::Receiver<Outcome> {
+        fn submit(&self, tag: &str, len: usize, dedup: Option<DedupId>) -> oneshot::Receiver<Outcome> {
             self.submit_counted(tag, len, dedup, EVENTS_PER_BATCH)
         }
 
@@ -586,7 +586,7 @@ mod tests {
             &self,
             tag: &str,
             len: usize,
-            dedup: Option<AckedHeader>,
+            dedup: Option<DedupId>,
             count: u32,
         ) -> oneshot::Receiver<Outcome> {
             let (reply, rx) = oneshot::channel();
@@ -599,7 +599,7 @@ mod tests {
             rx
         }
 
-        fn send(&self, tag: &str, dedup: Option<AckedHeader>) -> Outcome {
+        fn send(&self, tag: &str, dedup: Option<DedupId>) -> Outcome {
             self.submit(tag, 0, dedup).blocking_recv().expect("an outcome")
         }
 
@@ -679,7 +679,7 @@ mod tests {
         }
 
         h.disk.set_broken(true);
-        let acked = AckedHeader { producer: [9; 16], batch_id: 7 };
+        let acked = DedupId { producer: [9; 16], batch_id: 7 };
         assert_eq!(h.send("acked-7", Some(acked)), Outcome::Unavailable);
         // Long enough for several reopen attempts while the disk still fails.
         let until = Instant::now() + Duration::from_millis(400);
@@ -744,7 +744,7 @@ mod tests {
     fn the_dedup_window_is_exact_and_a_late_retry_is_stored_again() {
         let window = Duration::from_millis(300);
         let h = Harness::with_window(window);
-        let id = Some(AckedHeader { producer: [5; 16], batch_id: 9 });
+        let id = Some(DedupId { producer: [5; 16], batch_id: 9 });
         let Outcome::Stored { first_seq, .. } = h.send("first", id) else { panic!("stored") };
         assert_eq!(h.send("retry", id), Outcome::Duplicate { first_seq, count: EVENTS_PER_BATCH });
         std::thread::sleep(window + Duration::from_millis(50));
@@ -763,7 +763,7 @@ mod tests {
     #[test]
     fn dedup_records_are_capped_per_workspace_and_empty_batches_keep_none() {
         let h = Harness::with_limits(Duration::from_secs(60), 2);
-        let id = |n| Some(AckedHeader { producer: [6; 16], batch_id: n });
+        let id = |n| Some(DedupId { producer: [6; 16], batch_id: n });
         for n in 0..100 {
             let empty = h.submit_counted("", 0, id(1000 + n), 0).blocking_recv().unwrap();
             assert!(matches!(empty, Outcome::Stored { count: 0, .. }), "{empty:?}");
