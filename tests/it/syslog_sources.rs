@@ -224,14 +224,37 @@ fn bom_is_stripped_invalid_utf8_kept_and_unparsable_messages_stored() {
     let e = find(&events, "not syslog");
     assert_eq!((&e["flags"], &e["message"]), (&json!(["unparsed"]), &json!("%%% not syslog at all")));
     // The stored raw bytes keep the invalid UTF-8 (export shows it lossily).
-    let reader = sluice::store::reader::EventReader::open(&data).unwrap();
-    let mut raws = Vec::new();
-    reader
-        .scan::<sluice::store::StoreError>(&Default::default(), |ev| {
-            raws.push(ev.record.get(sluice::record::tag::RAW).unwrap().to_vec());
-            Ok(true)
-        })
-        .unwrap();
+    let raws = stored_raws(&data, 1);
     assert!(raws.iter().any(|r| r.windows(2).any(|w| w == b"\xff\xfe")));
     assert!(!raws.iter().any(|r| r.windows(3).any(|w| w == b"\xEF\xBB\xBF")));
+}
+
+/// The raw bytes of every stored event of `workspace`, read offline through
+/// the query engine.
+fn stored_raws(data: &std::path::Path, workspace: u32) -> Vec<Vec<u8>> {
+    use sluice::store::query::{EventsHandle, Order, Query, Sink};
+    use sluice::store::reader::StoredEvent;
+    struct Raws(Vec<Vec<u8>>);
+    impl Sink for Raws {
+        fn event(&mut self, ev: &StoredEvent<'_>) -> bool {
+            self.0.push(ev.record.get(sluice::record::tag::RAW).unwrap_or_default().to_vec());
+            true
+        }
+    }
+    let q = Query {
+        workspace,
+        since: None,
+        from_ms: None,
+        to_ms: None,
+        listener: None,
+        kind: None,
+        text: None,
+        limit: 1000,
+        order: Order::Asc,
+        cursor: None,
+        max_scan_rows: u64::MAX,
+    };
+    let mut raws = Raws(Vec::new());
+    EventsHandle::open(data, 1 << 20).unwrap().snapshot().unwrap().stream(&q, &mut raws).unwrap();
+    raws.0
 }
