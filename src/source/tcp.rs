@@ -46,8 +46,7 @@ use crate::net::budget::Account;
 use crate::net::conn::{End, LoopEnv, Protocol, READ_CHUNK, read_loop};
 use crate::net::deadline::Timeouts;
 use crate::pipeline::{Batch, DedupId, Outcome, Pipeline};
-use crate::record::BlockBuilder;
-use crate::store::chunk::{self, ChunkMeta};
+use crate::store::chunk::ChunkBuilder;
 use crate::store::now_ms;
 
 /// Acks queued per connection before its reader waits for the writer.
@@ -98,7 +97,7 @@ struct Connection {
     ctx: Arc<TcpContext>,
     peer: String,
     decoder: FrameDecoder,
-    builder: BlockBuilder,
+    builder: ChunkBuilder,
     bad_keys_in_a_row: usize,
     /// The commit outcome of the last unacked (Tell) batch handed on.
     last_commit: Option<oneshot::Receiver<Outcome>>,
@@ -161,7 +160,7 @@ impl Connection {
         let mut conn = Connection {
             decoder: FrameDecoder::new(ctx.config.max_frame_bytes.0),
             peer: peer.to_string(),
-            builder: BlockBuilder::with_capacity(64 * 1024),
+            builder: ChunkBuilder::with_capacity(64 * 1024),
             bad_keys_in_a_row: 0,
             last_commit: None,
             writer: Some(write),
@@ -263,19 +262,12 @@ impl Connection {
 
     /// Decodes the batch's items into records and encodes them as a chunk.
     fn build_chunk(&mut self, view: &tell::BatchView<'_>) -> Result<(Vec<u8>, u32), tell::TellError> {
-        let received_at = now_ms();
         self.builder.clear();
-        tell::append_items(view, received_at, &mut self.builder)?;
-        let count = self.builder.count();
+        let received_at = now_ms();
+        tell::append_items(view, received_at, self.builder.records(received_at))?;
+        let (chunk, count) = self.builder.seal(&self.ctx.name, &self.peer);
         self.ctx.metrics.events_received.fetch_add(u64::from(count), Ordering::Relaxed);
-        let meta = ChunkMeta {
-            listener: &self.ctx.name,
-            peer: &self.peer,
-            count,
-            min_received_ms: received_at,
-            max_received_ms: received_at,
-        };
-        Ok((chunk::encode(&meta, self.builder.finished()), count))
+        Ok((chunk, count))
     }
 
     async fn on_bad_key(&mut self, acked: Option<AckedHeader>, deadline: Instant) -> Result<Flow, End> {

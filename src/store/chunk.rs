@@ -10,10 +10,13 @@
 //!
 //! `codec` 0 stores the record block as is, 1 stores it LZ4-compressed
 //! (block format, `raw_len` bytes once decompressed). The block is the record
-//! encoding of `record.rs`. Chunks are built by sources (so compression runs
-//! on the connection's task, in parallel), the writer only files them.
+//! encoding of `record.rs`. Chunks are built by sources through the one
+//! [`ChunkBuilder`] (so compression runs on the connection's task, in
+//! parallel); the writer only files them.
 
 use thiserror::Error;
+
+use crate::record::BlockBuilder;
 
 pub const FORMAT_V1: u8 = 1;
 const CODEC_PLAIN: u8 = 0;
@@ -23,6 +26,63 @@ const COMPRESS_MIN: usize = 256;
 const FIXED_HEADER: usize = 1 + 1 + 4 + 8 + 8 + 4;
 /// A chunk never holds more than this many bytes of records.
 pub const MAX_RAW_LEN: usize = 1 << 30;
+
+/// The one way sources build chunks: records go into its block, and
+/// [`ChunkBuilder::seal`] encodes them with where and when they came from.
+#[derive(Debug, Default)]
+pub struct ChunkBuilder {
+    block: BlockBuilder,
+    min_received_ms: u64,
+    max_received_ms: u64,
+}
+
+impl ChunkBuilder {
+    pub fn with_capacity(bytes: usize) -> ChunkBuilder {
+        ChunkBuilder { block: BlockBuilder::with_capacity(bytes), min_received_ms: u64::MAX, max_received_ms: 0 }
+    }
+
+    /// The block to append records received at `received_ms` to.
+    pub fn records(&mut self, received_ms: u64) -> &mut BlockBuilder {
+        self.min_received_ms = self.min_received_ms.min(received_ms);
+        self.max_received_ms = self.max_received_ms.max(received_ms);
+        &mut self.block
+    }
+
+    pub fn count(&self) -> u32 {
+        self.block.count()
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.block.len_bytes()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.block.is_empty()
+    }
+
+    /// Forgets what was appended.
+    pub fn clear(&mut self) {
+        self.block.clear();
+        self.min_received_ms = u64::MAX;
+        self.max_received_ms = 0;
+    }
+
+    /// Encodes the records as one chunk of `listener` and `peer` and empties
+    /// the builder; returns the chunk and its record count.
+    pub fn seal(&mut self, listener: &str, peer: &str) -> (Vec<u8>, u32) {
+        let count = self.block.count();
+        let meta = ChunkMeta {
+            listener,
+            peer,
+            count,
+            min_received_ms: self.min_received_ms.min(self.max_received_ms),
+            max_received_ms: self.max_received_ms,
+        };
+        let chunk = encode(&meta, self.block.finished());
+        self.clear();
+        (chunk, count)
+    }
+}
 
 /// What travels with every chunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,5 +242,26 @@ mod tests {
         let mut newer = value.clone();
         newer[0] = 2;
         assert_eq!(decode(&newer).unwrap_err(), ChunkError::UnknownVersion { version: 2 });
+    }
+
+    #[test]
+    fn a_builder_seals_its_records_with_their_origin_and_time_range_and_starts_over() {
+        let mut b = ChunkBuilder::with_capacity(64);
+        for at in [30, 10, 20] {
+            let block = b.records(at);
+            block.begin(crate::record::Kind::Log, at);
+            block.str(crate::record::tag::SERVICE, "svc");
+            block.end();
+        }
+        let (value, count) = b.seal("syslog_tcp", "10.0.0.1:514");
+        assert!(b.is_empty());
+        let c = decode(&value).unwrap();
+        assert_eq!((count, c.count, c.listener.as_str(), c.peer.as_str()), (3, 3, "syslog_tcp", "10.0.0.1:514"));
+        assert_eq!((c.min_received_ms, c.max_received_ms), (10, 30));
+        b.records(5).begin(crate::record::Kind::Log, 5);
+        b.records(5).end();
+        let (value, _) = b.seal("tcp", "p");
+        let c = decode(&value).unwrap();
+        assert_eq!((c.min_received_ms, c.max_received_ms), (5, 5), "a sealed builder forgets its time range");
     }
 }

@@ -21,7 +21,7 @@ use crate::codec::tell::{self, TellError};
 use crate::metrics::Refusal;
 use crate::pipeline::{Batch, Outcome};
 use crate::record::BlockBuilder;
-use crate::store::chunk::{self, ChunkMeta};
+use crate::store::chunk::ChunkBuilder;
 use crate::store::now_ms;
 
 /// Which endpoint a request came to.
@@ -51,12 +51,14 @@ pub struct Request<'a> {
 /// Stores the body; the answer is sent only after the commit.
 pub async fn store(ctx: &HttpContext, req: &Request<'_>, body: Bytes, budget: &mut Budget) -> Result<Resp, Refused> {
     let received_at = now_ms();
-    let mut block = BlockBuilder::with_capacity(body.len() + body.len() / 4);
+    let mut chunk = ChunkBuilder::with_capacity(body.len() + body.len() / 4);
+    let block = chunk.records(received_at);
     let decoded = match req.route {
-        Route::Events => decode_json(ctx, req, &body, received_at, &mut block)?,
-        Route::Logs => decode_json(ctx, req, &body, received_at, &mut block)?,
-        Route::Ingest => decode_tell(req, &body, received_at, &mut block)?,
+        Route::Events => decode_json(ctx, req, &body, received_at, block)?,
+        Route::Logs => decode_json(ctx, req, &body, received_at, block)?,
+        Route::Ingest => decode_tell(req, &body, received_at, block)?,
     };
+    let block = &mut chunk;
     if block.is_empty() {
         return match decoded.outcomes.iter().find_map(|o| o.error.clone().map(|p| (o.at, p))) {
             Some((at, problem)) => Err(item_refused(at, problem)),
@@ -66,7 +68,7 @@ pub async fn store(ctx: &HttpContext, req: &Request<'_>, body: Bytes, budget: &m
     budget.cover(body.len() + block.len_bytes()).await?;
     drop(body);
     let count = block.count();
-    let first_seq = commit(ctx, req, &block, received_at, budget).await?;
+    let first_seq = commit(ctx, req, block, budget).await?;
     ctx.metrics.events_received.fetch_add(u64::from(count), Ordering::Relaxed);
     // A 207: each refused item counts as one malformed refusal.
     for _ in 0..decoded.rejected {
@@ -117,23 +119,15 @@ fn decode_tell(req: &Request<'_>, body: &[u8], received_at: u64, block: &mut Blo
     Ok(Decoded { stored, ..Decoded::default() })
 }
 
-/// Hands the block to the writer and waits for its commit; the first sequence number.
+/// Seals the records as a chunk, hands it to the writer and waits for its
+/// commit; the first sequence number.
 async fn commit(
     ctx: &HttpContext,
     req: &Request<'_>,
-    block: &BlockBuilder,
-    received_at: u64,
+    records: &mut ChunkBuilder,
     budget: &mut Budget,
 ) -> Result<u64, Refused> {
-    let count = block.count();
-    let meta = ChunkMeta {
-        listener: &ctx.name,
-        peer: req.peer,
-        count,
-        min_received_ms: received_at,
-        max_received_ms: received_at,
-    };
-    let chunk = chunk::encode(&meta, block.finished());
+    let (chunk, count) = records.seal(&ctx.name, req.peer);
     let permit = budget.take_permit().await?;
     let (tx, rx) = oneshot::channel();
     let batch = Batch { workspace: req.key.workspace, count, chunk, dedup: None, reply: Some(tx), permit };

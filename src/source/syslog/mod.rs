@@ -23,8 +23,8 @@ use crate::codec::syslog_scan::{KeyField, Scanner};
 use crate::config::{SyslogAuth, SyslogCommon};
 use crate::metrics::{Refusal, SourceMetrics};
 use crate::pipeline::{Batch, Closed, Permit, Pipeline};
-use crate::record::{BlockBuilder, Kind, flag, tag};
-use crate::store::chunk::{self, ChunkMeta};
+use crate::record::{Kind, flag, tag};
+use crate::store::chunk::ChunkBuilder;
 
 /// A block is handed on once it holds this many bytes, even mid-read.
 pub const FLUSH_BYTES: usize = 256 * 1024;
@@ -53,24 +53,15 @@ impl SyslogContext {
 #[derive(Debug)]
 struct Part {
     workspace: u32,
-    builder: BlockBuilder,
+    chunk: ChunkBuilder,
     /// The peer stored with the chunk; records from other peers carry their own.
     peer: Option<SocketAddr>,
     peer_text: String,
-    min_ms: u64,
-    max_ms: u64,
 }
 
 impl Part {
     fn new(workspace: u32) -> Part {
-        Part {
-            workspace,
-            builder: BlockBuilder::with_capacity(64 * 1024),
-            peer: None,
-            peer_text: String::new(),
-            min_ms: u64::MAX,
-            max_ms: 0,
-        }
+        Part { workspace, chunk: ChunkBuilder::with_capacity(64 * 1024), peer: None, peer_text: String::new() }
     }
 }
 
@@ -135,28 +126,30 @@ impl Batcher {
             }
         };
         let part = &mut self.parts[i];
-        let before = part.builder.len_bytes();
-        part.builder.begin(Kind::Syslog, received_at_ms);
-        part.builder.bytes(tag::RAW, raw);
-        if truncated {
-            part.builder.u8(tag::FLAGS, flag::TRUNCATED);
-            ctx.metrics.truncated.fetch_add(1, Ordering::Relaxed);
-        }
-        match part.peer {
+        let before = part.chunk.len_bytes();
+        let other_peer = match part.peer {
             None => {
                 part.peer = Some(peer);
                 part.peer_text = peer.to_string();
+                false
             }
-            Some(p) if p == peer => {}
-            Some(_) => part.builder.str(tag::PEER, &peer.to_string()),
+            Some(p) => p != peer,
+        };
+        let block = part.chunk.records(received_at_ms);
+        block.begin(Kind::Syslog, received_at_ms);
+        block.bytes(tag::RAW, raw);
+        if truncated {
+            block.u8(tag::FLAGS, flag::TRUNCATED);
+            ctx.metrics.truncated.fetch_add(1, Ordering::Relaxed);
+        }
+        if other_peer {
+            block.str(tag::PEER, &peer.to_string());
         }
         if let Some(zone) = &self.zone {
-            part.builder.str(tag::TIMEZONE, zone);
+            block.str(tag::TIMEZONE, zone);
         }
-        part.builder.end();
-        part.min_ms = part.min_ms.min(received_at_ms);
-        part.max_ms = part.max_ms.max(received_at_ms);
-        self.bytes += part.builder.len_bytes() - before;
+        block.end();
+        self.bytes += part.chunk.len_bytes() - before;
         Pushed::Stored
     }
 
@@ -172,21 +165,10 @@ impl Batcher {
     pub fn drain(&mut self, ctx: &SyslogContext) -> Vec<Pending> {
         self.bytes = 0;
         let mut out = Vec::with_capacity(self.parts.len());
-        for part in self.parts.iter_mut().filter(|p| !p.builder.is_empty()) {
-            let count = part.builder.count();
-            let meta = ChunkMeta {
-                listener: ctx.name,
-                peer: &part.peer_text,
-                count,
-                min_received_ms: part.min_ms,
-                max_received_ms: part.max_ms,
-            };
-            let chunk = chunk::encode(&meta, part.builder.finished());
+        for part in self.parts.iter_mut().filter(|p| !p.chunk.is_empty()) {
+            let (chunk, count) = part.chunk.seal(ctx.name, &part.peer_text);
             out.push(Pending { workspace: part.workspace, count, chunk });
-            part.builder.clear();
             part.peer = None;
-            part.min_ms = u64::MAX;
-            part.max_ms = 0;
         }
         out
     }
@@ -195,7 +177,7 @@ impl Batcher {
     /// with many tenants on one connection); keeps the common case cheap.
     pub fn compact(&mut self) {
         if self.parts.len() > 8 {
-            self.parts.retain(|p| !p.builder.is_empty());
+            self.parts.retain(|p| !p.chunk.is_empty());
         }
     }
 }
