@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use crate::store::StoreError;
@@ -50,10 +49,8 @@ pub fn parse_hex_key(s: &str) -> Result<[u8; KEY_LEN], KeyFormatError> {
     Ok(raw)
 }
 
-/// The stored form of a key: SHA-256 of its 16 raw bytes.
-pub fn digest(raw: &[u8; KEY_LEN]) -> [u8; 32] {
-    Sha256::digest(raw).into()
-}
+/// The stored form of a key: SHA-256 of its 16 raw bytes (the store's).
+pub use crate::store::control::digest;
 
 #[derive(Debug)]
 struct Entry {

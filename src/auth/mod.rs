@@ -19,5 +19,8 @@ pub mod jwt;
 pub mod keys;
 pub mod password;
 pub mod ratelimit;
-pub mod role;
+/// Roles are stored with memberships, so the store owns the type.
+pub mod role {
+    pub use crate::store::control::role::Role;
+}
 pub mod session;

@@ -32,9 +32,9 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, ensure_data_dir, now_ms};
-use crate::auth::keys::digest;
 
 mod audit;
+pub mod role;
 mod secrets;
 mod sessions;
 mod setup;
@@ -65,6 +65,13 @@ pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[
     &audit::AUDIT,
     &secrets::SECRETS,
 ];
+
+/// The stored form of a streaming key: SHA-256 of its 16 raw bytes (the
+/// key registry looks keys up by the same digest).
+pub fn digest(raw: &[u8; 16]) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(raw).into()
+}
 
 /// The on-disk format this build writes. Newer formats are refused.
 pub const FORMAT_VERSION: u64 = 1;

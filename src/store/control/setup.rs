@@ -7,11 +7,11 @@
 use redb::{ReadableTableMetadata, WriteTransaction};
 
 use super::audit::AUDIT;
+use super::role::Role;
 use super::secrets::{SECRETS, SETUP_TOKEN};
 use super::sessions::SESSIONS;
 use super::users::{EMAILS, MEMBERS, USERS};
 use super::{ControlStore, DEFAULT_WORKSPACE, KeyRecord, User};
-use crate::auth::role::Role;
 use crate::store::StoreError;
 
 /// What setup made.

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
+use super::role::Role;
 use super::*;
-use crate::auth::role::Role;
 
 fn open(dir: &tempfile::TempDir) -> ControlStore {
     ControlStore::open(dir.path()).unwrap()

@@ -13,9 +13,9 @@
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
+use super::role::Role;
 use super::sessions::delete_sessions_where;
 use super::{ControlStore, META, ROW_VERSION, Versioned, WORKSPACES};
-use crate::auth::role::Role;
 use crate::store::{StoreError, now_ms};
 
 pub(super) const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");

@@ -2,9 +2,9 @@
 
 use redb::ReadableTable;
 
+use super::role::Role;
 use super::users::MEMBERS;
 use super::{ControlStore, WORKSPACES, Workspace, check_name};
-use crate::auth::role::Role;
 use crate::store::StoreError;
 
 impl ControlStore {
