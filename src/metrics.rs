@@ -24,6 +24,7 @@ pub const CHUNK_BYTES_STORED: &str = "sluice_chunk_bytes_stored_total";
 pub const STORED_BYTES: &str = "sluice_stored_chunk_bytes";
 pub const EVENTS_EXPIRED: &str = "sluice_events_expired_total";
 pub const INFLIGHT_BYTES: &str = "sluice_inflight_bytes";
+pub const UNTRUSTED_INFLIGHT_BYTES: &str = "sluice_untrusted_inflight_bytes";
 pub const ADMIN_AUTH_FAILURES: &str = "sluice_admin_auth_failures_total";
 pub const TAILS_DROPPED: &str = "sluice_tails_dropped_total";
 pub const PASSWORD_HASHES_IN_FLIGHT: &str = "sluice_admin_password_hashes_in_flight";
@@ -178,6 +179,8 @@ pub struct Metrics {
     sources: std::sync::RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
     pub store: StoreMetrics,
     pub inflight_bytes: AtomicU64,
+    /// Of those, bytes held by peers not trusted yet (at most a quarter of the budget).
+    pub untrusted_inflight_bytes: AtomicU64,
     /// Admin API requests refused for a missing or bad token.
     pub admin_auth_failures: AtomicU64,
     /// Live tails (`GET /api/v1/events/tail`) dropped for not keeping up.
@@ -261,7 +264,7 @@ impl Metrics {
 
     fn render_store(&self, out: &mut String) {
         let s = &self.store;
-        let plain: [(&str, &str, u64); 9] = [
+        let plain: [(&str, &str, u64); 10] = [
             (DEDUP_RECORDS, "gauge", s.dedup_records.load(Ordering::Relaxed)),
             (EVENTS_STORED, "counter", s.events_stored.load(Ordering::Relaxed)),
             (CHUNK_BYTES_STORED, "counter", s.chunk_bytes_stored.load(Ordering::Relaxed)),
@@ -270,6 +273,7 @@ impl Metrics {
             (COMMITS, "counter", s.commits.load(Ordering::Relaxed)),
             (COMMIT_FAILURES, "counter", s.commit_failures.load(Ordering::Relaxed)),
             (INFLIGHT_BYTES, "gauge", self.inflight_bytes.load(Ordering::Relaxed)),
+            (UNTRUSTED_INFLIGHT_BYTES, "gauge", self.untrusted_inflight_bytes.load(Ordering::Relaxed)),
             (UDP_RCVBUF_ERRORS, "counter", self.udp_rcvbuf_errors.load(Ordering::Relaxed)),
         ];
         for (name, kind, v) in plain {

@@ -338,6 +338,7 @@ async fn housekeep(services: Services, stop: CancellationToken) {
             notify(&[sd_notify::NotifyState::Watchdog]);
         }
         metrics.inflight_bytes.store(pipeline.inflight_bytes() as u64, Ordering::Relaxed);
+        metrics.untrusted_inflight_bytes.store(pipeline.budget().untrusted_held() as u64, Ordering::Relaxed);
         since_trim += tick;
         if since_trim >= TRIM_EVERY {
             since_trim = Duration::ZERO;

@@ -86,10 +86,6 @@ impl Budget {
         self.total
     }
 
-    pub fn limits(&self) -> ConnLimits {
-        self.limits
-    }
-
     /// Bytes held now by everything not yet committed.
     pub fn held(&self) -> usize {
         self.total - self.global.available_permits()

@@ -894,6 +894,8 @@ fn strangers_holding_the_untrusted_share_do_not_cut_off_a_keyed_syslog_sender() 
     assert!(still_open(&keyed), "the keyed sender's connection was cut");
     assert!(strangers.iter().all(|(s, _)| still_open(s)), "the strangers kept the share");
     assert_eq!(cuts(&api, "syslog_tcp", "no_budget"), 0);
+    let untrusted = crate::common::admin::metric(&api, "sluice_untrusted_inflight_bytes");
+    assert!(untrusted >= 4 * (63 << 10), "the strangers' bytes show in the gauge: {untrusted}");
     stop.store(true, Ordering::Relaxed);
     drop(keyed);
     for (s, feeder) in strangers {
