@@ -2,7 +2,7 @@
 //! record grammar, length limits, trailers and checksums of
 //! `sluice::store::backup::format`. The body is
 //! `sluice::store::backup::format::dump_reader_input`, so that
-//! `tests/fuzz_corpus.rs` replays this corpus on stable Rust.
+//! `tests/it/fuzz_corpus.rs` replays this corpus on stable Rust.
 //!
 //! Run: `cargo +nightly fuzz run backup_dump fuzz/corpus/backup_dump`
 #![no_main]

@@ -2,7 +2,7 @@
 //! bytes fed in random-sized pieces through the framer, every frame through
 //! the ingest scan and the parse. The body is
 //! `sluice::codec::fuzz_support::syslog_framer_input`, so that
-//! `tests/fuzz_corpus.rs` replays this corpus on stable Rust.
+//! `tests/it/fuzz_corpus.rs` replays this corpus on stable Rust.
 //!
 //! Run: `cargo +nightly fuzz run syslog_framer fuzz/corpus/syslog_framer`
 #![no_main]
