@@ -33,7 +33,7 @@ pub const READ_CHUNK: usize = 32 * 1024;
 /// An empty buffer larger than this is given back after a large frame.
 const SHRINK_ABOVE: usize = 256 * 1024;
 /// After shutdown, a connection whose peer sends nothing for this long is closed.
-pub const DRAIN_QUIET: Duration = Duration::from_millis(500);
+const DRAIN_QUIET: Duration = Duration::from_millis(500);
 
 /// A protocol decoding what the loop reads.
 pub trait Protocol {
