@@ -203,8 +203,10 @@ const SYSLOG_SMALL_MAX: usize = 16;
 /// [`OctetDecoder`](crate::codec::octet::OctetDecoder) in pieces (as in
 /// [`frame_decoder_input`]); `control & 0x80` selects a 16-byte message
 /// limit. Checks that every frame consumes input, stays within the limit
-/// (reaching it exactly when flagged truncated), that the frames never hold
-/// more bytes than came in, and sends each through [`syslog_parse_input`].
+/// (reaching it exactly when flagged truncated) and that the frames never
+/// hold more bytes than came in. Framing only: what a frame holds is
+/// [`syslog_parse_input`]'s (calling it per frame made this target 6× slower
+/// than that one and 15× slower than the other codecs).
 pub fn syslog_framer_input(data: &[u8]) {
     use crate::codec::octet::{DEFAULT_MAX_MESSAGE, OctetDecoder, SyslogFrame};
     let Some((&control, mut rest)) = data.split_first() else { return };
@@ -218,7 +220,6 @@ pub fn syslog_framer_input(data: &[u8]) {
         assert!(frame.msg.len() <= limit, "frame of {} over limit {limit}", frame.msg.len());
         out_bytes += frame.msg.len();
         assert!(out_bytes <= total, "{out_bytes} bytes of frames from {total} bytes of input");
-        syslog_parse_input(&frame.msg);
     };
     while !rest.is_empty() {
         let take = piece_len(&mut seed, rest.len());
