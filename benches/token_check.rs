@@ -27,7 +27,7 @@ fn setup(n: u64, now_s: u64) -> (Authenticator, String) {
         };
         sessions.insert(LiveSession::new(s, format!("u{i}@example.com"), Role::Editor));
     }
-    let auth = Authenticator { keys: JwtKeys::new(&[42u8; 32]), sessions };
+    let auth = Authenticator { keys: JwtKeys::new(&[42u8; 32]), sessions: sessions.into() };
     let claims = Claims {
         sub: "1".into(),
         user: 1,

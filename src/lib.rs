@@ -20,6 +20,8 @@
 //! - [`pipeline`]: the bounded channel and the byte budget for data in flight.
 //! - [`store`]: redb files, the writer thread, keys, readers, online backup.
 //! - [`auth`]: streaming keys, passwords, JWTs, sessions, rate limits.
+//! - [`control`]: the one owner of control.redb and the key and session
+//!   registries that mirror it.
 //! - [`admin`]: the admin HTTP API (hyper): setup, login, keys, users, workspaces, audit, metrics.
 //! - [`export`]: events as an NDJSON or CSV stream (API export and offline export).
 //! - [`client`]: a Rust client for the acked raw TCP protocol.
@@ -31,6 +33,7 @@ pub mod cli;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod control;
 pub mod export;
 pub mod metrics;
 pub mod net;

@@ -22,6 +22,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::keys::KeyRegistry;
 use crate::config::Config;
+use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::source::http::{self, HttpContext, HttpDeps};
@@ -124,9 +125,10 @@ impl Listeners {
 pub struct Services {
     pub config: Arc<Config>,
     pub pipeline: Pipeline,
+    /// The streaming keys (the same registry as `control.keys()`).
     pub keys: Arc<KeyRegistry>,
     pub metrics: Arc<Metrics>,
-    pub control: Arc<ControlStore>,
+    pub control: Arc<Control>,
     /// Cancelled when the daemon should stop accepting and drain.
     pub shutdown: CancellationToken,
     /// Cancelled when connections must stop at once (the drain deadline passed).
@@ -140,9 +142,9 @@ pub struct Services {
 /// Runs the daemon until `shutdown` is cancelled, then drains and returns.
 pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationToken) -> Result<(), ServerError> {
     let data_dir = config.data_dir.clone();
-    let control = Arc::new(blocking(move || ControlStore::open(&data_dir)).await??);
+    let control = Arc::new(blocking(move || Control::new(ControlStore::open(&data_dir)?)).await??);
     store::warn_if_not_private(&config.data_dir);
-    let keys = Arc::new(KeyRegistry::load(&control)?);
+    let keys = control.keys().clone();
     let metrics = Arc::new(Metrics::default());
     let p = config.pipeline.clone();
     match crate::net::limits::raise_nofile() {
@@ -190,11 +192,11 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     }
     housekeeping.cancel();
     let _ = chores.await;
-    let (keys, control) = (services.keys.clone(), services.control.clone());
+    let control = services.control.clone();
     drop(services);
     // Every pipeline sender is gone now: the writer drains and makes its final commit.
     blocking(move || writer.join()).await?;
-    flush_last_used(&keys, &control).await;
+    flush_last_used(&control).await;
     tracing::info!("stopped; everything received was committed");
     Ok(())
 }
@@ -259,7 +261,6 @@ fn start_admin(
     let deps = crate::admin::state::AdminDeps {
         config: cfg,
         control: services.control.clone(),
-        keys: services.keys.clone(),
         metrics: services.metrics.clone(),
         data_dir: services.config.data_dir.clone(),
         listeners,
@@ -274,7 +275,7 @@ fn start_admin(
 
 fn syslog_context(services: &Services, name: &'static str, common: &crate::config::SyslogCommon) -> SyslogContext {
     if let crate::config::SyslogAuth::Workspace(ws) = common.auth {
-        ensure_workspace(&services.control, ws, name);
+        ensure_workspace(services.control.store(), ws, name);
     }
     SyslogContext {
         name,
@@ -323,7 +324,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 /// Periodic chores: watchdog pings, the in-flight gauge, key last-use
 /// times, handing freed memory back.
 async fn housekeep(services: Services, stop: CancellationToken) {
-    let Services { pipeline, metrics, keys, control, .. } = services;
+    let Services { pipeline, metrics, control, .. } = services;
     let watchdog = sd_notify::watchdog_enabled();
     let tick = watchdog.map_or(Duration::from_secs(1), |w| (w / 2).min(Duration::from_secs(1)));
     let mut interval = tokio::time::interval(tick);
@@ -347,18 +348,14 @@ async fn housekeep(services: Services, stop: CancellationToken) {
         since_flush += tick;
         if since_flush >= KEY_FLUSH_EVERY {
             since_flush = Duration::ZERO;
-            flush_last_used(&keys, &control).await;
+            flush_last_used(&control).await;
         }
     }
 }
 
-async fn flush_last_used(keys: &Arc<KeyRegistry>, control: &Arc<ControlStore>) {
-    let used = keys.drain_last_used();
-    if used.is_empty() {
-        return;
-    }
+async fn flush_last_used(control: &Arc<Control>) {
     let control = control.clone();
-    match blocking(move || control.touch_keys(&used)).await {
+    match blocking(move || control.flush_key_use()).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "could not record key last-use times"),
         Err(e) => tracing::warn!(error = %e, "could not record key last-use times"),

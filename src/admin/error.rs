@@ -59,11 +59,11 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict { reason } => ApiError::conflict(reason),
             StoreError::Invalid { reason } => ApiError::invalid(reason),
             e if e.is_retryable() => {
-                tracing::warn!(error = %e, "control store unavailable; the client is told to retry");
+                tracing::warn!(error = %e, "storage unavailable; the client is told to retry");
                 ApiError::unavailable("storage is unavailable; retry shortly")
             }
             other => {
-                tracing::error!(error = %other, "control store failed");
+                tracing::error!(error = %other, "storage failed");
                 ApiError::internal("storage error")
             }
         }

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::error::ApiError;
-use super::query::{check_window, filter, number, pairs, store_error, unfiltered, unknown};
+use super::query::{check_window, filter, number, pairs, unfiltered, unknown};
 use super::request::Ctx;
 use super::response::{self, Resp};
 use crate::export::{Encoder, Format};
@@ -70,7 +70,7 @@ pub async fn export(cx: &Ctx) -> Result<Resp, ApiError> {
     // Errors before the first byte are still proper error answers.
     match ready_rx.await {
         Ok(Ok(())) => Ok(response::stream(rx, format.content_type())),
-        Ok(Err(e)) => Err(store_error(e)),
+        Ok(Err(e)) => Err(ApiError::from(e)),
         Err(_) => Err(ApiError::internal("export task failed")),
     }
 }

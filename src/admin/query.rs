@@ -16,7 +16,6 @@ use super::error::ApiError;
 use super::request::Ctx;
 use super::response::{self, Resp};
 use crate::record::Kind;
-use crate::store::StoreError;
 use crate::store::query::{MAX_PAGE, Order, Page, Query, time_ms};
 
 /// Events per page when `limit` is not given.
@@ -30,7 +29,7 @@ pub async fn events(cx: &Ctx) -> Result<Resp, ApiError> {
     let q = parse(cx.query.as_deref().unwrap_or(""), caller.workspace(), max_scan)?;
     let handle = cx.state.events.clone();
     let page = match tokio::task::spawn_blocking(move || handle.query(&q)).await {
-        Ok(r) => r.map_err(store_error)?,
+        Ok(r) => r.map_err(ApiError::from)?,
         Err(e) => return Err(ApiError::internal(format!("query task failed: {e}"))),
     };
     response::json(StatusCode::OK, &page_json(page))
@@ -47,18 +46,6 @@ fn page_json(page: Page) -> Value {
         m.insert("scan_limited".into(), json!(true));
     }
     Value::Object(m)
-}
-
-/// The events database is closed only while the writer recovers from a
-/// failed commit: worth a retry.
-pub(super) fn store_error(e: StoreError) -> ApiError {
-    match e {
-        StoreError::Db { .. } => {
-            tracing::warn!(error = %e, "query failed");
-            ApiError::unavailable("the event store is unavailable; retry shortly")
-        }
-        other => ApiError::from(other),
-    }
 }
 
 /// Parses the query string into a query on the caller's workspace.

@@ -15,14 +15,14 @@ use std::time::Instant;
 
 use super::error::ApiError;
 use crate::auth::jwt::JwtKeys;
-use crate::auth::keys::KeyRegistry;
 use crate::auth::password::Hasher;
 use crate::auth::ratelimit::Limiter;
-use crate::auth::session::{Authenticator, SessionRegistry};
+use crate::auth::session::Authenticator;
 use crate::config::AdminConfig;
+use crate::control::Control;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
-use crate::store::control::{AuditEntry, ControlStore};
+use crate::store::control::AuditEntry;
 use crate::store::query::EventsHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -39,8 +39,8 @@ const AUTH_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct AdminState {
     pub config: AdminConfig,
-    pub control: Arc<ControlStore>,
-    pub keys: Arc<KeyRegistry>,
+    /// control.redb and the key and session registries: every change goes here.
+    pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
     pub auth: Authenticator,
     pub hasher: Hasher,
@@ -64,8 +64,7 @@ pub struct AdminState {
 /// What [`AdminState::build`] needs.
 pub struct AdminDeps {
     pub config: AdminConfig,
-    pub control: Arc<ControlStore>,
-    pub keys: Arc<KeyRegistry>,
+    pub control: Arc<Control>,
     pub metrics: Arc<Metrics>,
     pub data_dir: PathBuf,
     pub listeners: Vec<(&'static str, SocketAddr)>,
@@ -94,10 +93,10 @@ impl AdminState {
             (None, Ok(_)) => {
                 return Err(StoreError::Invalid { reason: format!("{JWT_SECRET_ENV} is shorter than 32 bytes") });
             }
-            (None, Err(_)) => deps.control.jwt_secret()?,
+            (None, Err(_)) => deps.control.store().jwt_secret()?,
         };
-        let sessions = SessionRegistry::load(&deps.control)?;
-        let setup_token = deps.control.setup_token()?;
+        let sessions = deps.control.sessions().clone();
+        let setup_token = deps.control.store().setup_token()?;
         publish_setup_token(&deps.data_dir, setup_token.as_deref());
         let hasher = Hasher::new(deps.config.max_password_hashes.0, deps.metrics.clone());
         hasher.prime_blocking().map_err(|e| StoreError::Invalid { reason: e.to_string() })?;
@@ -112,7 +111,6 @@ impl AdminState {
             setup_token: Mutex::new(setup_token),
             config: deps.config,
             control: deps.control,
-            keys: deps.keys,
             metrics: deps.metrics,
             data_dir: deps.data_dir,
             listeners: deps.listeners,
@@ -124,10 +122,10 @@ impl AdminState {
         })
     }
 
-    /// Runs a control-store operation on the blocking pool.
+    /// Runs a control-plane operation on the blocking pool.
     pub async fn db<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&ControlStore) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&Control) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let control = self.control.clone();
         match tokio::task::spawn_blocking(move || f(&control)).await {
@@ -140,7 +138,7 @@ impl AdminState {
     /// action itself already happened).
     pub async fn audit(&self, entry: AuditEntry) {
         let (action, outcome) = (entry.action.clone(), entry.outcome.clone());
-        if let Err(e) = self.db(move |c| c.append_audit(entry)).await {
+        if let Err(e) = self.db(move |c| c.store().append_audit(entry)).await {
             tracing::error!(%action, %outcome, error = %e.message, "could not write the audit log");
         }
     }

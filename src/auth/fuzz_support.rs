@@ -39,7 +39,7 @@ fn authenticator() -> &'static Authenticator {
             expires_at_ms: u64::MAX,
         };
         sessions.insert(LiveSession::new(session, "fuzz@example.com".into(), Role::Admin));
-        Authenticator { keys: JwtKeys::new(FUZZ_SECRET), sessions }
+        Authenticator { keys: JwtKeys::new(FUZZ_SECRET), sessions: sessions.into() }
     })
 }
 

@@ -9,7 +9,10 @@
 //! Last use is recorded without a write lock: each entry carries an atomic
 //! "last used" time that a lookup bumps at most once a second, and
 //! [`KeyRegistry::drain_last_used`] hands the changed times to a periodic
-//! flush ([`ControlStore::touch_keys`](crate::store::control::ControlStore::touch_keys)).
+//! flush ([`Control::flush_key_use`](crate::control::Control::flush_key_use)).
+//!
+//! The registry mirrors the keys of control.redb; [`crate::control::Control`]
+//! changes both together.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -17,8 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use thiserror::Error;
 
-use crate::store::StoreError;
-use crate::store::control::ControlStore;
 pub use crate::store::control::KeyInfo;
 
 /// Length of a raw key in bytes.
@@ -84,11 +85,6 @@ impl KeyRegistry {
         KeyRegistry { map: RwLock::new(map) }
     }
 
-    /// A registry holding every key of the control store.
-    pub fn load(store: &ControlStore) -> Result<KeyRegistry, StoreError> {
-        Ok(KeyRegistry::from_digests(store.key_digests()?))
-    }
-
     /// The key's id and workspace, or `None` for an unknown (or deleted) key.
     /// Records the use at the current time.
     pub fn lookup(&self, raw_key: &[u8; KEY_LEN]) -> Option<KeyInfo> {
@@ -144,7 +140,7 @@ impl KeyRegistry {
     }
 
     /// `(key id, last_used_ms)` of every key used since the previous drain,
-    /// for [`ControlStore::touch_keys`]. If persisting them fails, they come
+    /// for [`ControlStore::touch_keys`](crate::store::control::ControlStore::touch_keys). If persisting them fails, they come
     /// back with the next use of each key (at most a second later in time).
     pub fn drain_last_used(&self) -> Vec<(u64, u64)> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
@@ -243,15 +239,15 @@ mod tests {
     }
 
     #[test]
-    fn loads_from_the_control_store() {
+    fn last_use_reaches_the_control_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = ControlStore::open(dir.path()).unwrap();
-        let (rec, hex_key) = store.create_key("k", 4, "test").unwrap();
-        let reg = KeyRegistry::load(&store).unwrap();
+        let store = crate::store::control::ControlStore::open(dir.path()).unwrap();
+        let control = crate::control::Control::new(store).unwrap();
+        let (rec, hex_key) = control.create_key("k", 4, "test").unwrap();
         let raw = parse_hex_key(&hex_key).unwrap();
-        assert_eq!(reg.lookup(&raw), Some(info(rec.id, 4)));
-        store.touch_keys(&reg.drain_last_used()).unwrap();
-        assert!(store.get_key(rec.id).unwrap().last_used_ms.is_some());
+        assert_eq!(control.keys().lookup(&raw), Some(info(rec.id, 4)));
+        control.flush_key_use().unwrap();
+        assert!(control.store().get_key(rec.id).unwrap().last_used_ms.is_some());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Live sessions in memory, and the token check every API request makes.
 //!
 //! The [`SessionRegistry`] mirrors the `sessions` table of control.redb
-//! (written first, then mirrored here, before the API answers), so checking
+//! ([`crate::control::Control`] writes there first, then here, before the
+//! API answers), so checking
 //! a token is a signature check plus one hash-map hit: no disk, no blocking.
 //! The registry also holds each session's *current* role, updated when an
 //! admin changes it, so a demotion applies to tokens already issued.
@@ -12,8 +13,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::auth::jwt::{Claims, JwtKeys, TokenError, bearer};
 use crate::auth::role::Role;
-use crate::store::StoreError;
-use crate::store::control::{ControlStore, Session};
+use crate::store::control::Session;
 
 /// A live session as the API sees it.
 #[derive(Debug)]
@@ -78,19 +78,6 @@ pub struct SessionRegistry {
 }
 
 impl SessionRegistry {
-    /// Every unexpired session of the store whose user is still a member of
-    /// its workspace, with that membership's role.
-    pub fn load(store: &ControlStore) -> Result<SessionRegistry, StoreError> {
-        let reg = SessionRegistry::default();
-        for s in store.sessions()? {
-            let (Ok(user), Some(role)) = (store.get_user(s.user), store.role_of(s.user, s.workspace)?) else {
-                continue;
-            };
-            reg.insert(LiveSession::new(s, user.email, role));
-        }
-        Ok(reg)
-    }
-
     pub fn insert(&self, live: LiveSession) -> Arc<LiveSession> {
         let live = Arc::new(live);
         self.write().insert(live.session.id.clone(), live.clone());
@@ -167,7 +154,7 @@ impl SessionRegistry {
 #[derive(Debug)]
 pub struct Authenticator {
     pub keys: JwtKeys,
-    pub sessions: SessionRegistry,
+    pub sessions: Arc<SessionRegistry>,
 }
 
 impl Authenticator {

@@ -84,7 +84,8 @@ pub(crate) type RowSink<'a> = dyn FnMut(&[u8], &[u8]) -> std::io::Result<()> + '
 pub(crate) trait TableCopy {
     fn table_name(&self) -> &str;
     /// Calls `row` with the raw key and value of every row, in key order.
-    fn dump(&self, tx: &ReadTransaction, row: &mut RowSink<'_>) -> Result<(), String>;
+    /// A failing `row` comes back as [`redb::Error::Io`].
+    fn dump(&self, tx: &ReadTransaction, row: &mut RowSink<'_>) -> Result<(), redb::Error>;
     /// Creates the table (so empty tables exist too) and inserts `rows`.
     fn load(&self, tx: &WriteTransaction, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<(), String>;
 }
@@ -94,17 +95,17 @@ impl<K: Key + 'static, V: Value + 'static> TableCopy for TableDefinition<'static
         self.name()
     }
 
-    fn dump(&self, tx: &ReadTransaction, row: &mut RowSink<'_>) -> Result<(), String> {
+    fn dump(&self, tx: &ReadTransaction, row: &mut RowSink<'_>) -> Result<(), redb::Error> {
         let table: ReadOnlyTable<K, V> = match tx.open_table(*self) {
             Ok(t) => t,
             // A table not created yet (an old data dir) has no rows to back up.
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         };
-        for entry in table.iter().map_err(|e| e.to_string())? {
-            let (k, v) = entry.map_err(|e| e.to_string())?;
+        for entry in table.iter()? {
+            let (k, v) = entry?;
             let (k, v) = (k.value(), v.value());
-            row(K::as_bytes(&k).as_ref(), V::as_bytes(&v).as_ref()).map_err(|e| e.to_string())?;
+            row(K::as_bytes(&k).as_ref(), V::as_bytes(&v).as_ref()).map_err(redb::Error::Io)?;
         }
         Ok(())
     }
@@ -198,7 +199,7 @@ fn dump_database<W: Write>(
     path: &Path,
 ) -> Result<(), BackupError> {
     let tables = tables_of(name).ok_or_else(|| BackupError::UnknownDatabase(name.to_owned()))?;
-    let present = tx.list_tables().map_err(|e| StoreError::db(path, e))?;
+    let present = tx.list_tables().map_err(|e| StoreError::redb(path, e))?;
     for handle in present {
         if !tables.iter().any(|t| t.table_name() == handle.name()) {
             return Err(BackupError::UnknownTable { database: name.to_owned(), table: handle.name().to_owned() });
@@ -215,7 +216,7 @@ fn dump_database<W: Write>(
         if let Some(e) = write_err {
             return Err(BackupError::Io { context: "writing the backup".into(), source: e });
         }
-        scanned.map_err(|e| StoreError::db(path, e))?;
+        scanned.map_err(|e| StoreError::redb(path, e))?;
     }
     w.end_database().map_err(BackupError::io("writing the backup"))?;
     Ok(())
@@ -275,7 +276,7 @@ impl Restorer {
             return Err(StoreError::Conflict { reason: format!("{} exists already", path.display()) }.into());
         }
         super::create_private(&path)?;
-        let db = Database::create(&path).map_err(|e| StoreError::db(&path, e))?;
+        let db = Database::create(&path).map_err(|e| StoreError::redb(&path, e))?;
         let mut loader = Loader { db: &db, path: &path, table: None, rows: Vec::new(), bytes: 0 };
         loop {
             match reader.next_item()? {
@@ -319,15 +320,15 @@ impl Loader<'_> {
     }
 
     fn flush_always(&mut self, durability: Durability) -> Result<(), BackupError> {
-        let err = |e: &dyn std::fmt::Display| BackupError::Store(StoreError::db(self.path, e));
-        let mut tx = self.db.begin_write().map_err(|e| err(&e))?;
-        tx.set_durability(durability).map_err(|e| err(&e))?;
+        let path = self.path;
+        let mut tx = self.db.begin_write().map_err(|e| StoreError::redb(path, e))?;
+        tx.set_durability(durability).map_err(|e| StoreError::redb(path, e))?;
         if let Some(table) = self.table {
             table
                 .load(&tx, &self.rows)
                 .map_err(|reason| BackupError::BadRow { table: table.table_name().to_owned(), reason })?;
         }
-        tx.commit().map_err(|e| err(&e))?;
+        tx.commit().map_err(|e| StoreError::redb(path, e))?;
         self.rows.clear();
         self.bytes = 0;
         Ok(())
@@ -353,14 +354,14 @@ pub fn check_data_dir(dir: &Path) -> Result<DataDirInfo, StoreError> {
     }
     drop(ControlStore::open(dir)?);
     let path = dir.join(EVENTS_FILE);
-    let err = |e: &dyn std::fmt::Display| StoreError::db(&path, e);
     let db = super::events::open(&path, 1 << 20)?;
-    let tx = db.begin_read().map_err(|e| err(&e))?;
-    let chunks = tx.open_table(super::events::CHUNKS).map_err(|e| err(&e))?;
+    let tx = db.begin_read().map_err(|e| StoreError::redb(&path, e))?;
+    let chunks = tx.open_table(super::events::CHUNKS).map_err(|e| StoreError::redb(&path, e))?;
     let mut events = 0u64;
-    for row in chunks.iter().map_err(|e| err(&e))? {
-        let (k, v) = row.map_err(|e| err(&e))?;
-        let (count, _, _) = super::chunk::peek(v.value()).map_err(|e| err(&format!("chunk {:?}: {e}", k.value())))?;
+    for row in chunks.iter().map_err(|e| StoreError::redb(&path, e))? {
+        let (k, v) = row.map_err(|e| StoreError::redb(&path, e))?;
+        let (count, _, _) = super::chunk::peek(v.value())
+            .map_err(|e| StoreError::bad_row(&path, format_args!("chunk {:?}: {e}", k.value())))?;
         events += u64::from(count);
     }
     Ok(DataDirInfo { events })

@@ -31,7 +31,8 @@ use std::sync::{Arc, RwLock};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, ensure_data_dir, now_ms};
+use super::error::RedbOp;
+use super::{Cause, Op, StoreError, ensure_data_dir, now_ms};
 
 mod audit;
 pub mod role;
@@ -139,7 +140,7 @@ pub type ControlOpener = Box<dyn Fn(&Path) -> Result<Database, StoreError> + Sen
 /// The standard opener: the file itself, created 0600 if missing.
 fn open_file(path: &Path) -> Result<Database, StoreError> {
     super::create_private(path)?;
-    Database::create(path).map_err(|e| StoreError::open(path, e))
+    Database::create(path).map_err(|e| StoreError::redb(path, e))
 }
 
 /// The control database. Cheap to share behind an `Arc`; every method opens
@@ -187,10 +188,7 @@ impl ControlStore {
             return Ok(db.clone());
         }
         // Fails (retryably) while an operation still holds the old handle.
-        let db = (self.opener)(&self.path).map_err(|e| match e {
-            StoreError::Db { path, reason } => StoreError::Unavailable { path, reason },
-            other => other,
-        })?;
+        let db = (self.opener)(&self.path)?;
         let db = Arc::new(db);
         tracing::info!(path = %self.path.display(), "control database reopened after an I/O error");
         *slot = Some(db.clone());
@@ -207,23 +205,27 @@ impl ControlStore {
         self.db()?.begin_read().map_err(|e| self.err(e))
     }
 
-    /// An error that is not redb's (a row that does not encode, a counter at its end).
-    fn fail(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::db(&self.path, e)
+    /// A row as stored.
+    fn encode<T: Serialize>(&self, row: &T) -> Result<Vec<u8>, StoreError> {
+        serde_json::to_vec(row).map_err(|e| StoreError::encode(&self.path, e))
+    }
+
+    /// An id counter at its end.
+    fn exhausted(&self, what: &'static str) -> StoreError {
+        StoreError::storage(&self.path, Op::Access, Cause::Exhausted(what))
     }
 
     /// A storage error; after an I/O error the handle is dropped so the
     /// next operation reopens the file (redb will not go on with it).
-    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
-        let e = e.into();
-        if !matches!(e, redb::Error::Io(_) | redb::Error::PreviousIo) {
-            return StoreError::db(&self.path, e);
+    fn err<E: RedbOp>(&self, e: E) -> StoreError {
+        let e = StoreError::redb(&self.path, e);
+        if e.is_io() {
+            let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
+            if slot.take().is_some() {
+                tracing::warn!(path = %self.path.display(), error = %e, "control database I/O error; it is reopened on the next operation");
+            }
         }
-        let mut slot = self.db.write().unwrap_or_else(|p| p.into_inner());
-        if slot.take().is_some() {
-            tracing::warn!(path = %self.path.display(), error = %e, "control database I/O error; it is reopened on the next operation");
-        }
-        StoreError::Unavailable { path: self.path.clone(), reason: e.to_string() }
+        e
     }
 
     fn init(&self) -> Result<(), StoreError> {
@@ -263,7 +265,7 @@ impl ControlStore {
             return Ok(false);
         }
         let row = WorkspaceRow { v: ROW_VERSION, name: name.to_owned(), created_at_ms: now_ms() };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
+        let bytes = self.encode(&row)?;
         table.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         Ok(true)
     }
@@ -331,7 +333,7 @@ impl ControlStore {
         self.insert_workspace_if_missing(&mut ws, workspace, &format!("workspace {workspace}"))?;
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let id = meta.get(NEXT_KEY_ID).map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(1);
-        let next = id.checked_add(1).ok_or_else(|| self.fail("key ids exhausted"))?;
+        let next = id.checked_add(1).ok_or_else(|| self.exhausted("key"))?;
         meta.insert(NEXT_KEY_ID, next).map_err(|e| self.err(e))?;
         let record = KeyRecord {
             id,
@@ -343,7 +345,7 @@ impl ControlStore {
             creator: creator.to_owned(),
         };
         let row = KeyRow { v: ROW_VERSION, record, digest: hex::encode(digest(&raw)) };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
+        let bytes = self.encode(&row)?;
         let mut keys = tx.open_table(KEYS).map_err(|e| self.err(e))?;
         keys.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         Ok((row.record, hex_key))
@@ -387,7 +389,7 @@ impl ControlStore {
             .map(|row| {
                 let mut d = [0u8; 32];
                 hex::decode_to_slice(&row.digest, &mut d)
-                    .map_err(|e| self.fail(format!("key {}: bad digest: {e}", row.record.id)))?;
+                    .map_err(|e| StoreError::bad_row(&self.path, format_args!("key {}: digest: {e}", row.record.id)))?;
                 Ok((d, KeyInfo { id: row.record.id, workspace: row.record.workspace }))
             })
             .collect()
@@ -412,7 +414,7 @@ impl ControlStore {
                     continue;
                 }
                 row.record.last_used_ms = Some(used_ms);
-                let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
+                let bytes = self.encode(&row)?;
                 keys.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
             }
         }
@@ -433,9 +435,10 @@ impl ControlStore {
 
     /// Decodes a JSON row, refusing rows from a newer row version.
     fn parse<T: for<'de> Deserialize<'de> + Versioned>(&self, bytes: &[u8]) -> Result<T, StoreError> {
-        let row: T = serde_json::from_slice(bytes).map_err(|e| self.fail(format!("damaged row: {e}")))?;
+        let row: T = serde_json::from_slice(bytes).map_err(|e| StoreError::bad_row(&self.path, e))?;
         if row.version() > ROW_VERSION {
-            return Err(self.fail(format!("row version {} is newer than this sluice understands", row.version())));
+            let newer = format_args!("row version {} is newer than this sluice understands", row.version());
+            return Err(StoreError::bad_row(&self.path, newer));
         }
         Ok(row)
     }

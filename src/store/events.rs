@@ -41,40 +41,39 @@ pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";
 /// Opens (creating if needed) the events database and checks its format.
 pub fn open(path: &Path, cache_bytes: usize) -> Result<Database, StoreError> {
     super::create_private(path)?;
-    let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| StoreError::open(path, e))?;
+    let db = Database::builder().set_cache_size(cache_bytes).create(path).map_err(|e| StoreError::redb(path, e))?;
     init(&db, path)?;
     Ok(db)
 }
 
 /// Creates missing tables and records or checks the format version.
 fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
-    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
-    let tx = db.begin_write().map_err(|e| err(&e))?;
+    let tx = db.begin_write().map_err(|e| StoreError::redb(path, e))?;
     {
-        let mut meta = tx.open_table(META).map_err(|e| err(&e))?;
-        let found = meta.get(FORMAT_KEY).map_err(|e| err(&e))?.map(|v| v.value());
+        let mut meta = tx.open_table(META).map_err(|e| StoreError::redb(path, e))?;
+        let found = meta.get(FORMAT_KEY).map_err(|e| StoreError::redb(path, e))?.map(|v| v.value());
         match found {
             Some(v) if v > FORMAT_VERSION => {
                 return Err(StoreError::TooNew { path: path.to_path_buf(), found: v, supported: FORMAT_VERSION });
             }
             Some(FORMAT_VERSION) => {}
             Some(_) => {
-                let bytes = sum_chunk_bytes(&tx).map_err(|e| err(&e))?;
-                meta.insert(CHUNK_BYTES_KEY, bytes).map_err(|e| err(&e))?;
-                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| err(&e))?;
+                let bytes = sum_chunk_bytes(&tx).map_err(|e| StoreError::redb(path, e))?;
+                meta.insert(CHUNK_BYTES_KEY, bytes).map_err(|e| StoreError::redb(path, e))?;
+                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| StoreError::redb(path, e))?;
                 tracing::info!(path = %path.display(), chunk_bytes = bytes, "events database migrated to format {FORMAT_VERSION}");
             }
             None => {
-                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| err(&e))?;
-                meta.insert(CHUNK_BYTES_KEY, 0).map_err(|e| err(&e))?;
+                meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| StoreError::redb(path, e))?;
+                meta.insert(CHUNK_BYTES_KEY, 0).map_err(|e| StoreError::redb(path, e))?;
             }
         }
-        tx.open_table(CHUNKS).map_err(|e| err(&e))?;
-        tx.open_table(SEQ).map_err(|e| err(&e))?;
-        tx.open_table(DEDUP).map_err(|e| err(&e))?;
-        tx.open_table(DEDUP_EXPIRY).map_err(|e| err(&e))?;
+        tx.open_table(CHUNKS).map_err(|e| StoreError::redb(path, e))?;
+        tx.open_table(SEQ).map_err(|e| StoreError::redb(path, e))?;
+        tx.open_table(DEDUP).map_err(|e| StoreError::redb(path, e))?;
+        tx.open_table(DEDUP_EXPIRY).map_err(|e| StoreError::redb(path, e))?;
     }
-    tx.commit().map_err(|e| err(&e))?;
+    tx.commit().map_err(|e| StoreError::redb(path, e))?;
     Ok(())
 }
 
@@ -90,20 +89,18 @@ fn sum_chunk_bytes(tx: &redb::WriteTransaction) -> Result<u64, redb::Error> {
 
 /// The stored chunk bytes, as committed.
 pub(crate) fn stored_bytes(db: &Database, path: &Path) -> Result<u64, StoreError> {
-    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
-    let tx = db.begin_read().map_err(|e| err(&e))?;
-    let meta = tx.open_table(META).map_err(|e| err(&e))?;
-    Ok(meta.get(CHUNK_BYTES_KEY).map_err(|e| err(&e))?.map_or(0, |v| v.value()))
+    let tx = db.begin_read().map_err(|e| StoreError::redb(path, e))?;
+    let meta = tx.open_table(META).map_err(|e| StoreError::redb(path, e))?;
+    Ok(meta.get(CHUNK_BYTES_KEY).map_err(|e| StoreError::redb(path, e))?.map_or(0, |v| v.value()))
 }
 
 /// The next sequence number of every workspace, as committed.
 pub(crate) fn load_next_seqs(db: &Database, path: &Path) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
-    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
-    let tx = db.begin_read().map_err(|e| err(&e))?;
-    let table = tx.open_table(SEQ).map_err(|e| err(&e))?;
+    let tx = db.begin_read().map_err(|e| StoreError::redb(path, e))?;
+    let table = tx.open_table(SEQ).map_err(|e| StoreError::redb(path, e))?;
     let mut out = std::collections::HashMap::new();
-    for row in table.iter().map_err(|e| err(&e))? {
-        let (k, v) = row.map_err(|e| err(&e))?;
+    for row in table.iter().map_err(|e| StoreError::redb(path, e))? {
+        let (k, v) = row.map_err(|e| StoreError::redb(path, e))?;
         out.insert(k.value(), v.value());
     }
     Ok(out)
@@ -112,12 +109,11 @@ pub(crate) fn load_next_seqs(db: &Database, path: &Path) -> Result<std::collecti
 /// De-duplication records per workspace, as committed (one scan at open;
 /// the writer keeps the count from then on).
 pub(crate) fn dedup_counts(db: &Database, path: &Path) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
-    let err = |e: &dyn std::fmt::Display| StoreError::db(path, e);
-    let tx = db.begin_read().map_err(|e| err(&e))?;
-    let table = tx.open_table(DEDUP).map_err(|e| err(&e))?;
+    let tx = db.begin_read().map_err(|e| StoreError::redb(path, e))?;
+    let table = tx.open_table(DEDUP).map_err(|e| StoreError::redb(path, e))?;
     let mut out = std::collections::HashMap::new();
-    for row in table.iter().map_err(|e| err(&e))? {
-        let (k, _) = row.map_err(|e| err(&e))?;
+    for row in table.iter().map_err(|e| StoreError::redb(path, e))? {
+        let (k, _) = row.map_err(|e| StoreError::redb(path, e))?;
         *out.entry(k.value().0).or_insert(0) += 1;
     }
     Ok(out)

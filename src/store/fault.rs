@@ -83,8 +83,8 @@ impl FaultyBackend {
 
 /// Opens a database (events or control) on a [`FaultyBackend`].
 pub fn open_db(path: &Path, disk: Arc<Disk>) -> Result<Database, StoreError> {
-    let backend = FaultyBackend::open(path, disk).map_err(|e| StoreError::db(path, e))?;
-    Database::builder().create_with_backend(backend).map_err(|e| StoreError::open(path, e))
+    let backend = FaultyBackend::open(path, disk).map_err(|e| StoreError::io(path, super::Op::Open, e))?;
+    Database::builder().create_with_backend(backend).map_err(|e| StoreError::redb(path, e))
 }
 
 impl StorageBackend for FaultyBackend {

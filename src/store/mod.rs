@@ -7,11 +7,13 @@
 //! [`backup`] dumps both from read snapshots while the daemon runs and
 //! rebuilds a data dir from such a dump.
 //!
-//! redb types never leave this module: callers see [`StoreError`].
+//! redb types never leave this module: callers see [`StoreError`], typed by
+//! operation and cause (see [`error`]).
 
 pub mod backup;
 pub mod chunk;
 pub mod control;
+pub mod error;
 pub mod events;
 #[cfg(test)]
 pub(crate) mod fault;
@@ -20,55 +22,12 @@ pub mod reader;
 pub mod retention;
 pub mod writer;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use thiserror::Error;
+pub use error::{Cause, Op, StoreError};
 
 pub const EVENTS_FILE: &str = "events.redb";
 pub const CONTROL_FILE: &str = "control.redb";
-
-/// A storage operation that failed.
-#[derive(Debug, Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    #[error("{path} is in use by another process (is a sluice daemon running on this data dir?)")]
-    Locked { path: PathBuf },
-    #[error("{path} was written by a newer sluice (format {found}, this build reads up to {supported})")]
-    TooNew { path: PathBuf, found: u64, supported: u64 },
-    #[error("cannot create data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
-    #[error("storage error in {path}: {reason}")]
-    Db { path: PathBuf, reason: String },
-    /// An I/O error (a full disk, say): the store recovers by itself, so
-    /// the same operation may succeed if tried again.
-    #[error("{path} is unavailable after an I/O error: {reason}")]
-    Unavailable { path: PathBuf, reason: String },
-    #[error("not found: {what}")]
-    NotFound { what: String },
-    #[error("invalid: {reason}")]
-    Invalid { reason: String },
-    #[error("conflict: {reason}")]
-    Conflict { reason: String },
-}
-
-impl StoreError {
-    /// Whether trying the same operation again can succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self, StoreError::Unavailable { .. } | StoreError::Locked { .. })
-    }
-
-    pub(crate) fn db(path: &Path, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Db { path: path.to_path_buf(), reason: e.to_string() }
-    }
-
-    /// Maps a redb open error, recognising "already open elsewhere".
-    pub(crate) fn open(path: &Path, e: redb::DatabaseError) -> StoreError {
-        match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked { path: path.to_path_buf() },
-            other => StoreError::db(path, other),
-        }
-    }
-}
 
 /// Creates the data dir (and missing parents) if needed, private to the
 /// daemon's user (0700) whatever the umask: it holds the JWT secret.
@@ -89,7 +48,7 @@ pub(crate) fn create_private(path: &Path) -> Result<(), StoreError> {
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(StoreError::db(path, e)),
+        Err(e) => Err(StoreError::io(path, Op::Open, e)),
     }
 }
 

@@ -40,7 +40,7 @@ use redb::{Database, ReadableDatabase};
 use serde_json::Value;
 
 use super::reader::{StoredEvent, event_json};
-use super::{StoreError, chunk, events};
+use super::{Cause, Op, StoreError, chunk, events};
 use crate::record::{self, Kind};
 
 /// How far received-at times may run out of sequence order, in ms.
@@ -103,7 +103,7 @@ impl EventsHandle {
 
     fn get(&self) -> Result<Arc<Database>, StoreError> {
         let db = self.slot.read().unwrap_or_else(|e| e.into_inner()).clone();
-        db.ok_or_else(|| StoreError::db(&self.path, "closed after a failed commit; retry shortly"))
+        db.ok_or_else(|| StoreError::storage(&self.path, Op::Begin, Cause::Closed))
     }
 
     /// Path of the database file.
@@ -114,7 +114,7 @@ impl EventsHandle {
     /// A read snapshot of the whole database (for [`super::backup`]); fails
     /// while the writer reopens it after a failed commit.
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction, StoreError> {
-        self.get()?.begin_read().map_err(|e| StoreError::db(&self.path, e))
+        self.get()?.begin_read().map_err(|e| StoreError::redb(&self.path, e))
     }
 
     /// Runs a query (blocking: call it from the blocking pool).
@@ -143,9 +143,8 @@ impl EventsHandle {
     /// snapshot, however long it is kept.
     pub fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let db = self.get()?;
-        let err = |e: &dyn std::fmt::Display| StoreError::db(&self.path, e);
-        let tx = db.begin_read().map_err(|e| err(&e))?;
-        let table = tx.open_table(events::CHUNKS).map_err(|e| err(&e))?;
+        let tx = db.begin_read().map_err(|e| StoreError::redb(&self.path, e))?;
+        let table = tx.open_table(events::CHUNKS).map_err(|e| StoreError::redb(&self.path, e))?;
         Ok(Snapshot { table, path: self.path.clone() })
     }
 }
@@ -174,18 +173,17 @@ impl Snapshot {
             Order::Asc => scan.asc(&self.table),
             Order::Desc => scan.desc(&self.table),
         };
-        done.map_err(|e| StoreError::db(&self.path, e))?;
+        done.map_err(|e| StoreError::redb(&self.path, e))?;
         Ok(scan.stats)
     }
 
     /// The workspaces that have any stored event, in id order.
     pub fn workspaces(&self) -> Result<Vec<u32>, StoreError> {
-        let err = |e: &dyn std::fmt::Display| StoreError::db(&self.path, e);
         let mut out = Vec::new();
         let mut next = 0u32;
         // One seek per workspace, never a walk over its chunks.
-        while let Some(row) = self.table.range((next, 0u64)..).map_err(|e| err(&e))?.next() {
-            let ws = row.map_err(|e| err(&e))?.0.value().0;
+        while let Some(row) = self.table.range((next, 0u64)..).map_err(|e| StoreError::redb(&self.path, e))?.next() {
+            let ws = row.map_err(|e| StoreError::redb(&self.path, e))?.0.value().0;
             out.push(ws);
             match ws.checked_add(1) {
                 Some(n) => next = n,

@@ -1,8 +1,8 @@
 //! `GET/POST /api/v1/apikeys`, `DELETE /api/v1/apikeys/{id}`: streaming keys
 //! of the caller's workspace. Listing never shows a key (only its 8-char
 //! prefix); creating shows it once. Deleting removes it from the live
-//! registry before answering, so an open ingest connection's next frame
-//! with that key is refused.
+//! registry before answering (see `crate::control`), so an open ingest
+//! connection's next frame with that key is refused.
 
 use http::StatusCode;
 use serde::Deserialize;
@@ -12,8 +12,6 @@ use super::entry;
 use crate::admin::error::ApiError;
 use crate::admin::request::Ctx;
 use crate::admin::response::{self, Resp};
-use crate::auth::keys::{KeyInfo, digest, parse_hex_key};
-use crate::store::StoreError;
 
 #[derive(Deserialize)]
 struct CreateBody {
@@ -22,7 +20,7 @@ struct CreateBody {
 
 pub async fn list(cx: &Ctx) -> Result<Resp, ApiError> {
     let ws = cx.caller()?.workspace();
-    let keys = cx.state.db(move |c| c.list_keys(Some(ws))).await?;
+    let keys = cx.state.db(move |c| c.store().list_keys(Some(ws))).await?;
     response::json(StatusCode::OK, &json!({ "apikeys": keys }))
 }
 
@@ -31,8 +29,6 @@ pub async fn create(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
     let (ws, creator) = (caller.workspace(), caller.email().to_owned());
     let (record, key) = cx.state.db(move |c| c.create_key(&body.name, ws, &creator)).await?;
-    let raw = parse_hex_key(&key).map_err(|e| ApiError::internal(e.to_string()))?;
-    cx.state.keys.insert(digest(&raw), KeyInfo { id: record.id, workspace: ws });
     cx.state.audit(entry(cx, "apikey.create", "ok", Some(format!("apikey:{}", record.id)))).await;
     let mut body = serde_json::to_value(&record).map_err(|e| ApiError::internal(e.to_string()))?;
     body["key"] = json!(key);
@@ -42,16 +38,7 @@ pub async fn create(cx: &Ctx) -> Result<Resp, ApiError> {
 pub async fn delete(cx: &Ctx) -> Result<Resp, ApiError> {
     let id: u64 = cx.id("id")?;
     let ws = cx.caller()?.workspace();
-    cx.state
-        .db(move |c| {
-            // Another workspace's key is "not found": its existence is not revealed.
-            if c.get_key(id)?.workspace != ws {
-                return Err(StoreError::NotFound { what: format!("streaming key {id}") });
-            }
-            c.delete_key(id)
-        })
-        .await?;
-    cx.state.keys.remove_id(id);
+    cx.state.db(move |c| c.delete_key(id, ws)).await?;
     cx.state.audit(entry(cx, "apikey.delete", "ok", Some(format!("apikey:{id}")))).await;
     Ok(response::no_content())
 }

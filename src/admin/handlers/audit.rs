@@ -25,6 +25,6 @@ pub async fn list(cx: &Ctx) -> Result<Resp, ApiError> {
         None => None,
     };
     let q = AuditQuery { workspace: ws, server_wide: ws == DEFAULT_WORKSPACE, before, limit };
-    let entries = cx.state.db(move |c| c.audit(&q)).await?;
+    let entries = cx.state.db(move |c| c.store().audit(&q)).await?;
     response::json(StatusCode::OK, &json!({ "entries": entries }))
 }

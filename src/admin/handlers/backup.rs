@@ -29,7 +29,6 @@ use crate::admin::error::ApiError;
 use crate::admin::request::Ctx;
 use crate::admin::response::{Body, Resp};
 use crate::net::body_stream::{BodySender, Stop, StreamShape};
-use crate::store::StoreError;
 use crate::store::backup::Snapshot;
 use crate::store::control::{AuditEntry, DEFAULT_WORKSPACE};
 
@@ -48,12 +47,8 @@ pub async fn backup(cx: &Ctx) -> Result<Resp, ApiError> {
         )));
     }
     let (events, control) = (cx.state.events.clone(), cx.state.control.clone());
-    let snapshot = match tokio::task::spawn_blocking(move || Snapshot::take(&events, &control)).await {
+    let snapshot = match tokio::task::spawn_blocking(move || Snapshot::take(&events, control.store())).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e @ StoreError::Db { .. })) => {
-            tracing::warn!(error = %e, "backup cannot open a snapshot");
-            return Err(ApiError::unavailable("the event store is unavailable; retry shortly"));
-        }
         Ok(Err(e)) => return Err(e.into()),
         Err(e) => return Err(ApiError::internal(format!("backup task failed: {e}"))),
     };
@@ -92,7 +87,7 @@ fn run(snapshot: Snapshot, sink: ChannelWriter, mut entry: AuditEntry, state: &A
         }
     }
     entry.at_ms = crate::store::now_ms();
-    if let Err(e) = state.control.append_audit(entry) {
+    if let Err(e) = state.control.store().append_audit(entry) {
         tracing::error!(action = "backup", error = %e, "could not write the audit log");
     }
 }

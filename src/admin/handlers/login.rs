@@ -87,28 +87,19 @@ pub(super) async fn issue(
         iss: ISSUER.to_owned(),
     };
     let token = cx.state.auth.keys.issue(&claims)?;
-    let stored = session.clone();
-    match &replace {
-        Some(old) => {
-            let old = old.clone();
-            cx.state.db(move |c| c.replace_session(&old, &stored)).await.map_err(|e| match e.status {
-                StatusCode::NOT_FOUND => ApiError::unauthorized("token session has ended"),
-                _ => e,
-            })?;
-        }
-        None => cx.state.db(move |c| c.insert_session(&stored)).await?,
-    }
-    if let Some(old) = replace {
-        cx.state.auth.sessions.remove(&old);
-    }
-    let session = cx.state.auth.sessions.insert(LiveSession::new(session, user.email.clone(), role));
+    let live = LiveSession::new(session, user.email.clone(), role);
+    let session =
+        cx.state.db(move |c| c.start_session(live, replace.as_deref())).await.map_err(|e| match e.status {
+            StatusCode::NOT_FOUND => ApiError::unauthorized("token session has ended"),
+            _ => e,
+        })?;
     Ok(Issued { token, expires_at: exp, session })
 }
 
 pub async fn login(cx: &Ctx) -> Result<Resp, ApiError> {
     let body: LoginBody = cx.json()?;
     let email = body.email.clone();
-    let found = cx.state.db(move |c| c.find_login(&email)).await?;
+    let found = cx.state.db(move |c| c.store().find_login(&email)).await?;
     let (user, hash) = found.map_or((None, None), |(u, h)| (Some(u), Some(h)));
     let ok = cx.state.hasher.verify(body.password, hash).await;
     let user = match (ok, user) {
@@ -125,7 +116,7 @@ pub async fn login(cx: &Ctx) -> Result<Resp, ApiError> {
         }
     };
     let id = user.id;
-    let memberships = cx.state.db(move |c| c.workspaces_of(id)).await?;
+    let memberships = cx.state.db(move |c| c.store().workspaces_of(id)).await?;
     let chosen = match body.workspace {
         Some(w) => memberships.iter().find(|(ws, _)| *ws == w),
         None => memberships.first(),
@@ -155,11 +146,9 @@ pub async fn refresh(cx: &Ctx) -> Result<Resp, ApiError> {
 pub async fn logout(cx: &Ctx) -> Result<Resp, ApiError> {
     let caller = cx.caller()?;
     let user = caller.user();
-    let ended = cx.state.db(move |c| c.delete_user_sessions(user)).await?;
-    cx.state.auth.sessions.remove_all(&ended);
-    cx.state.auth.sessions.remove_user(user, None);
+    let ended = cx.state.db(move |c| c.end_sessions(user)).await?;
     let mut a = entry(cx, "logout", "ok", Some(format!("user:{user}")));
-    a.detail = Some(format!("{} sessions ended", ended.len()));
+    a.detail = Some(format!("{ended} sessions ended"));
     cx.state.audit(a).await;
     Ok(response::no_content())
 }

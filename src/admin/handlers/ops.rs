@@ -20,7 +20,7 @@ pub async fn health(cx: &Ctx) -> Result<Resp, ApiError> {
         "uptime_secs": s.started.elapsed().as_secs(),
         "setup_required": setup_required,
         "listeners": listeners,
-        "streaming_keys": s.keys.len(),
+        "streaming_keys": s.control.keys().len(),
         "sessions": s.auth.sessions.len(),
         "inflight_bytes": s.metrics.inflight_bytes.load(Ordering::Relaxed),
     });

@@ -16,7 +16,6 @@ use super::login::issue;
 use crate::admin::error::ApiError;
 use crate::admin::request::Ctx;
 use crate::admin::response::{self, Resp};
-use crate::auth::keys::{KeyInfo, digest, parse_hex_key};
 use crate::auth::password::check_policy;
 use crate::auth::role::Role;
 
@@ -32,7 +31,7 @@ struct SetupBody {
 }
 
 pub async fn status(cx: &Ctx) -> Result<Resp, ApiError> {
-    let users = cx.state.db(|c| c.user_count()).await?;
+    let users = cx.state.db(|c| c.store().user_count()).await?;
     response::json(StatusCode::OK, &json!({"setup_required": users == 0}))
 }
 
@@ -61,8 +60,6 @@ pub async fn setup(cx: &Ctx) -> Result<Resp, ApiError> {
             return Err(e);
         }
     };
-    let raw = parse_hex_key(&done.streaming_key).map_err(|e| ApiError::internal(e.to_string()))?;
-    cx.state.keys.insert(digest(&raw), KeyInfo { id: done.key.id, workspace: done.workspace });
     cx.state.close_setup();
     let issued = issue(cx, &done.user, done.workspace, Role::Admin, None).await?;
     let mut a = entry(cx, "setup", "ok", Some(format!("user:{}", done.user.id)));

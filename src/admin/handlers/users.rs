@@ -35,7 +35,7 @@ pub(super) fn parse_role(s: &str) -> Result<Role, ApiError> {
 
 pub async fn list(cx: &Ctx) -> Result<Resp, ApiError> {
     let ws = cx.caller()?.workspace();
-    let users = cx.state.db(move |c| c.members(ws)).await?;
+    let users = cx.state.db(move |c| c.store().members(ws)).await?;
     response::json(StatusCode::OK, &json!({ "users": users }))
 }
 
@@ -47,7 +47,7 @@ pub async fn create(cx: &Ctx) -> Result<Resp, ApiError> {
     let ws = cx.caller()?.workspace();
     let hash = cx.state.hasher.hash(body.password).await.map_err(|e| ApiError::internal(e.to_string()))?;
     let email = body.email;
-    let member = cx.state.db(move |c| c.create_user(&email, &hash, ws, role)).await?;
+    let member = cx.state.db(move |c| c.store().create_user(&email, &hash, ws, role)).await?;
     let mut a = entry(cx, "user.create", "ok", Some(format!("user:{}", member.user.id)));
     a.detail = Some(format!("{} as {role}", member.user.email));
     cx.state.audit(a).await;
@@ -60,7 +60,6 @@ pub async fn update(cx: &Ctx) -> Result<Resp, ApiError> {
     let role = parse_role(&body.role)?;
     let ws = cx.caller()?.workspace();
     let member = cx.state.db(move |c| c.set_role(ws, id, role)).await?;
-    cx.state.auth.sessions.set_role(id, ws, role);
     let mut a = entry(cx, "user.role", "ok", Some(format!("user:{id}")));
     a.detail = Some(format!("role {role}"));
     cx.state.audit(a).await;
@@ -77,7 +76,6 @@ pub async fn delete(cx: &Ctx) -> Result<Resp, ApiError> {
 /// Removes `user` from `ws`, ends the sessions it loses, audits as `action`.
 pub(super) async fn remove(cx: &Ctx, ws: u32, user: u64, action: &str) -> Result<(), ApiError> {
     let deleted = cx.state.db(move |c| c.remove_member(ws, user)).await?;
-    cx.state.auth.sessions.remove_user(user, if deleted { None } else { Some(ws) });
     let mut a = entry(cx, action, "ok", Some(format!("user:{user}")));
     a.workspace = Some(ws);
     a.detail =

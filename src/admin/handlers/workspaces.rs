@@ -33,8 +33,8 @@ pub async fn list(cx: &Ctx) -> Result<Resp, ApiError> {
     let list = cx
         .state
         .db(move |c| {
-            let mine = c.workspaces_of(user)?;
-            let all = c.list_workspaces()?;
+            let mine = c.store().workspaces_of(user)?;
+            let all = c.store().list_workspaces()?;
             Ok(all
                 .into_iter()
                 .filter_map(|w| {
@@ -50,7 +50,7 @@ pub async fn list(cx: &Ctx) -> Result<Resp, ApiError> {
 pub async fn create(cx: &Ctx) -> Result<Resp, ApiError> {
     let body: CreateBody = cx.json()?;
     let user = cx.caller()?.user();
-    let w = cx.state.db(move |c| c.create_workspace_for(&body.name, user)).await?;
+    let w = cx.state.db(move |c| c.store().create_workspace_for(&body.name, user)).await?;
     let mut a = entry(cx, "workspace.create", "ok", Some(format!("workspace:{}", w.id)));
     a.detail = Some(w.name.clone());
     cx.state.audit(a).await;
@@ -70,7 +70,7 @@ fn own_workspace(cx: &Ctx) -> Result<u32, ApiError> {
 
 pub async fn members(cx: &Ctx) -> Result<Resp, ApiError> {
     let ws = own_workspace(cx)?;
-    let members = cx.state.db(move |c| c.members(ws)).await?;
+    let members = cx.state.db(move |c| c.store().members(ws)).await?;
     response::json(StatusCode::OK, &json!({ "members": members }))
 }
 
@@ -84,12 +84,13 @@ pub async fn add_member(cx: &Ctx) -> Result<Resp, ApiError> {
             let id = match (body.user_id, body.email) {
                 (Some(id), _) => id,
                 (None, Some(email)) => c
+                    .store()
                     .find_login(&email)?
                     .map(|(u, _)| u.id)
                     .ok_or_else(|| StoreError::NotFound { what: format!("user {email}") })?,
                 (None, None) => return Err(StoreError::Invalid { reason: "give user_id or email".into() }),
             };
-            c.add_member(ws, id, role)
+            c.store().add_member(ws, id, role)
         })
         .await?;
     let mut a = entry(cx, "member.add", "ok", Some(format!("user:{}", member.user.id)));

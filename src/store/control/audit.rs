@@ -70,8 +70,8 @@ impl ControlStore {
         let id = {
             let mut table = tx.open_table(AUDIT).map_err(|e| self.err(e))?;
             let last = table.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value()).unwrap_or(0);
-            entry.id = last.checked_add(1).ok_or_else(|| self.fail("audit ids exhausted"))?;
-            let bytes = serde_json::to_vec(&AuditRow { v: ROW_VERSION, entry }).map_err(|e| self.fail(e))?;
+            entry.id = last.checked_add(1).ok_or_else(|| self.exhausted("audit"))?;
+            let bytes = self.encode(&AuditRow { v: ROW_VERSION, entry })?;
             let id = last + 1;
             table.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
             while table.len().map_err(|e| self.err(e))? > MAX_AUDIT_ENTRIES {

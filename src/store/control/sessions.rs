@@ -112,7 +112,7 @@ impl ControlStore {
 
     fn put_session(&self, tx: &WriteTransaction, session: &Session) -> Result<(), StoreError> {
         let row = SessionRow { v: ROW_VERSION, session: session.clone() };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
+        let bytes = self.encode(&row)?;
         let mut table = tx.open_table(SESSIONS).map_err(|e| self.err(e))?;
         table.insert(session.id.as_str(), bytes.as_slice()).map_err(|e| self.err(e))?;
         Ok(())

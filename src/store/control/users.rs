@@ -232,7 +232,7 @@ impl ControlStore {
             let mut row: UserRow = self.parse(v.value())?;
             drop(v);
             row.password_hash = hash.to_owned();
-            let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
+            let bytes = self.encode(&row)?;
             users.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
             User { id, email: row.email, created_at_ms: row.created_at_ms }
         };
@@ -250,11 +250,10 @@ impl ControlStore {
         }
         let mut meta = tx.open_table(META).map_err(|e| self.err(e))?;
         let id = meta.get(NEXT_USER_ID).map_err(|e| self.err(e))?.map(|v| v.value()).unwrap_or(1);
-        meta.insert(NEXT_USER_ID, id.checked_add(1).ok_or_else(|| self.fail("user ids exhausted"))?)
-            .map_err(|e| self.err(e))?;
+        meta.insert(NEXT_USER_ID, id.checked_add(1).ok_or_else(|| self.exhausted("user"))?).map_err(|e| self.err(e))?;
         let row =
             UserRow { v: ROW_VERSION, email: email.clone(), password_hash: hash.to_owned(), created_at_ms: now_ms() };
-        let bytes = serde_json::to_vec(&row).map_err(|e| self.fail(e))?;
+        let bytes = self.encode(&row)?;
         tx.open_table(USERS).map_err(|e| self.err(e))?.insert(id, bytes.as_slice()).map_err(|e| self.err(e))?;
         emails.insert(email.as_str(), id).map_err(|e| self.err(e))?;
         Ok(User { id, email, created_at_ms: row.created_at_ms })

@@ -16,7 +16,7 @@ impl ControlStore {
         let id = {
             let mut ws = tx.open_table(WORKSPACES).map_err(|e| self.err(e))?;
             let last = ws.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value()).unwrap_or(0);
-            let id = last.checked_add(1).ok_or_else(|| self.fail("workspace ids exhausted"))?;
+            let id = last.checked_add(1).ok_or_else(|| self.exhausted("workspace"))?;
             self.insert_workspace_if_missing(&mut ws, id, name)?;
             id
         };
