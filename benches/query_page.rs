@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use sluice::export::event_json;
 use sluice::metrics::Metrics;
 use sluice::pipeline::{Batch, Outcome, Pipeline};
 use sluice::record::{BlockBuilder, Kind, tag};
@@ -117,7 +118,7 @@ fn query_page(c: &mut Criterion) {
     let events = EventsHandle::open(&dir, 32 << 20).expect("open store");
     let hour_from = START_MS + SPAN_MS / 2;
     let one_hour = Query { from_ms: Some(hour_from), to_ms: Some(hour_from + HOUR_MS), ..query(1) };
-    let page = events.query(&one_hour).expect("query");
+    let page = events.query(&one_hour, event_json).expect("query");
     // Full under `cargo bench` (~1,000 events an hour); the small store has fewer.
     assert!(!page.events.is_empty());
     let first = page.events[0]["received_at"].as_u64().expect("received_at");
@@ -126,11 +127,13 @@ fn query_page(c: &mut Criterion) {
     assert!(page.rows_read <= (PAGE + 1) as u64 + u64::from(PER_CHUNK), "{} rows read", page.rows_read);
 
     let mut group = c.benchmark_group("query_first_page");
-    group.bench_function("one_hour_of_one_workspace", |b| b.iter(|| events.query(&one_hour).expect("query")));
+    group.bench_function("one_hour_of_one_workspace", |b| {
+        b.iter(|| events.query(&one_hour, event_json).expect("query"))
+    });
     let middle = Query { since: Some(2_000_000), ..query(1) };
-    group.bench_function("since_seq", |b| b.iter(|| events.query(&middle).expect("query")));
+    group.bench_function("since_seq", |b| b.iter(|| events.query(&middle, event_json).expect("query")));
     let newest = Query { order: Order::Desc, ..query(2) };
-    group.bench_function("newest_desc", |b| b.iter(|| events.query(&newest).expect("query")));
+    group.bench_function("newest_desc", |b| b.iter(|| events.query(&newest, event_json).expect("query")));
     group.finish();
 }
 

@@ -31,12 +31,13 @@ use super::error::ApiError;
 use super::query::{check_window, filter, number, pairs, unfiltered, unknown};
 use super::request::Ctx;
 use super::response::{self, Resp};
+use crate::export::event_json;
 use crate::export::{Encoder, Format};
 use crate::metrics::Metrics;
 use crate::net::body_stream::{BodySender, Stop, StreamShape};
 use crate::store::StoreError;
 use crate::store::query::{EventsHandle, Query, ScanStats, Sink};
-use crate::store::reader::{StoredEvent, event_json};
+use crate::store::reader::StoredEvent;
 
 /// Chunks queued for the client, the last one kept for the trailer.
 const EXPORT_BUFFER: usize = 16;

@@ -28,14 +28,14 @@ pub async fn events(cx: &Ctx) -> Result<Resp, ApiError> {
     let max_scan = cx.state.config.query_max_scan_rows.0 as u64;
     let q = parse(cx.query.as_deref().unwrap_or(""), caller.workspace(), max_scan)?;
     let handle = cx.state.events.clone();
-    let page = match tokio::task::spawn_blocking(move || handle.query(&q)).await {
+    let page = match tokio::task::spawn_blocking(move || handle.query(&q, crate::export::event_json)).await {
         Ok(r) => r.map_err(ApiError::from)?,
         Err(e) => return Err(ApiError::internal(format!("query task failed: {e}"))),
     };
     response::json(StatusCode::OK, &page_json(page))
 }
 
-fn page_json(page: Page) -> Value {
+fn page_json(page: Page<Value>) -> Value {
     let mut m = Map::new();
     m.insert("events".into(), Value::Array(page.events));
     if let Some(c) = page.next_cursor {

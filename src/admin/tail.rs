@@ -117,7 +117,7 @@ impl Feed {
     async fn catch_up(&mut self) -> Result<(), End> {
         loop {
             let (events, q) = (self.events.clone(), self.q.clone());
-            let page = match tokio::task::spawn_blocking(move || events.query(&q)).await {
+            let page = match tokio::task::spawn_blocking(move || events.query(&q, crate::export::event_json)).await {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => {
                     tracing::warn!(error = %e, "live tail cannot read the store");

@@ -24,10 +24,11 @@ use anyhow::anyhow;
 use super::filters::{FilterArgs, query_string};
 use super::progress::Progress;
 use super::{credentials, stream};
+use crate::export::event_json;
 use crate::export::{Encoder, Format, Record, Records};
 use crate::store::StoreError;
 use crate::store::query::{EventsHandle, Sink};
-use crate::store::reader::{StoredEvent, event_json};
+use crate::store::reader::StoredEvent;
 
 /// Page cache for an offline export: the scan is sequential.
 const OFFLINE_CACHE_BYTES: usize = 16 << 20;

@@ -83,7 +83,7 @@ fn offline(args: &TailArgs, dir: &std::path::Path) -> anyhow::Result<()> {
         order: Order::Desc,
         ..args.filters.query(args.filters.workspace.unwrap_or(1))
     };
-    let page = events.query(&q)?;
+    let page = events.query(&q, crate::export::event_json)?;
     print_oldest_first(&page.events)?;
     if page.scan_limited || page.damaged_chunks > 0 {
         eprintln!("note: not every stored event was looked at (damaged chunks: {})", page.damaged_chunks);

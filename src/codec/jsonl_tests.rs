@@ -1,8 +1,9 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::export::event_json;
 use crate::record::records;
-use crate::store::reader::{StoredEvent, event_json};
+use crate::store::reader::StoredEvent;
 
 const NOW: u64 = 1_700_000_000_000;
 

@@ -23,7 +23,7 @@ use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, SecondsF
 use serde_json::{Map, Value};
 use syslog_loose::{IncompleteDate, Message, ProcId, Protocol, Variant};
 
-use crate::record::{Record, flag, tag};
+use crate::record::{Record, tag};
 
 /// The zone for timestamps that carry none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -281,26 +281,6 @@ fn sd_json(sd: &[(String, Vec<(String, String)>)]) -> Value {
 /// The zone a stored syslog record was received with (absent: UTC).
 pub fn record_zone(record: &Record<'_>) -> Zone {
     record.get(tag::TIMEZONE).and_then(|z| std::str::from_utf8(z).ok()).and_then(|z| z.parse().ok()).unwrap_or_default()
-}
-
-/// Adds the parsed fields of a stored syslog record to its JSON object, and
-/// `unparsed` to its `flags` when parsing failed.
-pub fn enrich_json(record: &Record<'_>, m: &mut Map<String, Value>) {
-    let Some(raw) = record.get(tag::RAW) else { return };
-    let fields = parse(raw, record.received_at_ms, record_zone(record));
-    fields.insert_json(m);
-    let stored = record.get_u8(tag::FLAGS).unwrap_or(0);
-    let bits = if fields.parsed { stored } else { stored | flag::UNPARSED };
-    if bits != 0 {
-        let mut names = Vec::new();
-        if bits & flag::TRUNCATED != 0 {
-            names.push(Value::from("truncated"));
-        }
-        if bits & flag::UNPARSED != 0 {
-            names.push(Value::from("unparsed"));
-        }
-        m.insert("flags".into(), Value::Array(names));
-    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Writing events in an export [`Format`].
 //!
 //! CSV has a fixed set of columns, the top-level fields of
-//! [`crate::store::reader::event_json`] for every kind: a field an event
+//! [`crate::export::event_json`] for every kind: a field an event
 //! does not have is an empty cell. Strings are written as they are,
 //! numbers and booleans as JSON text, and nested values (`payload`,
 //! `labels`, `histogram`, `structured_data`, `flags`) as JSON text in one
@@ -130,9 +130,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::export::event_json;
     use crate::export::{Record, Records};
     use crate::record::{BlockBuilder, Kind, records, tag};
-    use crate::store::reader::{StoredEvent, event_json};
+    use crate::store::reader::StoredEvent;
 
     /// The JSON of one stored record of each kind, with most fields set.
     fn samples() -> Vec<Value> {

@@ -20,9 +20,11 @@
 //! stream back into records and spots the trailer.
 
 mod encode;
+mod json;
 mod records;
 
 pub use encode::{COLUMNS, Encoder};
+pub use json::event_json;
 pub use records::{Record, Records};
 
 /// How events are written.

@@ -369,8 +369,9 @@ impl ControlStore {
         Ok(self.parse::<KeyRow>(value.value())?.record)
     }
 
-    /// Deletes a key; returns what it was. The caller must also remove it
-    /// from any live [`KeyRegistry`](crate::auth::keys::KeyRegistry).
+    /// Deletes a key; returns what it was. In the daemon, keys are deleted
+    /// through [`crate::control::Control`], which also drops the key from
+    /// the registry the sources look keys up in.
     pub fn delete_key(&self, id: u64) -> Result<KeyRecord, StoreError> {
         let tx = self.db()?.begin_write().map_err(|e| self.err(e))?;
         let row = {

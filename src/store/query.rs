@@ -37,9 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use redb::{Database, ReadableDatabase};
-use serde_json::Value;
 
-use super::reader::{StoredEvent, event_json};
+use super::reader::StoredEvent;
 use super::{Cause, Op, StoreError, chunk, events};
 use crate::record::{self, Kind};
 
@@ -117,10 +116,12 @@ impl EventsHandle {
         self.get()?.begin_read().map_err(|e| StoreError::redb(&self.path, e))
     }
 
-    /// Runs a query (blocking: call it from the blocking pool).
-    pub fn query(&self, q: &Query) -> Result<Page, StoreError> {
+    /// Runs a query (blocking: call it from the blocking pool); `render`
+    /// makes each selected event into what the page holds (the API's JSON:
+    /// `export::event_json`).
+    pub fn query<T>(&self, q: &Query, render: impl FnMut(&StoredEvent<'_>) -> T) -> Result<Page<T>, StoreError> {
         let limit = q.limit.clamp(1, MAX_PAGE);
-        let mut sink = PageSink { events: Vec::new(), want: limit + 1 };
+        let mut sink = PageSink { events: Vec::new(), want: limit + 1, render, last_seq: None };
         let stats = self.snapshot()?.stream(q, &mut sink)?;
         let mut page = Page {
             events: sink.events,
@@ -132,8 +133,8 @@ impl EventsHandle {
         };
         if page.events.len() > limit {
             // The extra row only tells that another page exists; it starts it.
-            let extra = page.events.pop();
-            page.next_cursor = extra.and_then(|e| e.get("seq").and_then(Value::as_u64));
+            page.events.pop();
+            page.next_cursor = sink.last_seq;
         }
         Ok(page)
     }
@@ -206,15 +207,19 @@ pub trait Sink {
     }
 }
 
-/// Collects one page: the events as JSON, up to `want`.
-struct PageSink {
-    events: Vec<Value>,
+/// Collects one page: up to `want` events, rendered.
+struct PageSink<F, T> {
+    events: Vec<T>,
     want: usize,
+    render: F,
+    /// Sequence number of the last event taken.
+    last_seq: Option<u64>,
 }
 
-impl Sink for PageSink {
+impl<F: FnMut(&StoredEvent<'_>) -> T, T> Sink for PageSink<F, T> {
     fn event(&mut self, ev: &StoredEvent<'_>) -> bool {
-        self.events.push(event_json(ev));
+        self.events.push((self.render)(ev));
+        self.last_seq = Some(ev.seq);
         self.events.len() < self.want
     }
 }
@@ -277,8 +282,8 @@ pub struct Query {
 
 /// One page of results.
 #[derive(Debug, Default)]
-pub struct Page {
-    pub events: Vec<Value>,
+pub struct Page<T> {
+    pub events: Vec<T>,
     /// Sequence number the next page starts at; `None` on the last page.
     pub next_cursor: Option<u64>,
     /// Rows decoded and looked at.
@@ -530,8 +535,10 @@ fn last_starting_before(table: &Chunks, ws: u32, t: u64) -> Result<Option<u64>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::export::event_json;
     use crate::record::{BlockBuilder, tag};
     use crate::store::chunk::ChunkMeta;
+    use serde_json::Value;
 
     const CHUNK: u64 = 10;
     const CHUNKS: u64 = 200;
@@ -590,7 +597,7 @@ mod tests {
         }
     }
 
-    fn seqs(p: &Page) -> Vec<u64> {
+    fn seqs(p: &Page<Value>) -> Vec<u64> {
         p.events.iter().map(|e| e["seq"].as_u64().unwrap()).collect()
     }
 
@@ -598,7 +605,7 @@ mod tests {
     fn all_pages(handle: &EventsHandle, mut q: Query) -> (Vec<u64>, Vec<u64>) {
         let (mut got, mut rows) = (Vec::new(), Vec::new());
         loop {
-            let page = handle.query(&q).unwrap();
+            let page = handle.query(&q, event_json).unwrap();
             got.extend(seqs(&page));
             rows.push(page.rows_read);
             match page.next_cursor {
@@ -619,21 +626,23 @@ mod tests {
         let (desc, _) = all_pages(&h, Query { limit: 33, order: Order::Desc, ..query() });
         assert_eq!(desc, (1..=total).rev().collect::<Vec<_>>());
         // The last page has no cursor even when it is exactly full.
-        let last = h.query(&Query { since: Some(total - 99), limit: 100, ..query() }).unwrap();
+        let last = h.query(&Query { since: Some(total - 99), limit: 100, ..query() }, event_json).unwrap();
         assert_eq!((last.events.len(), last.next_cursor), (100, None));
         // Another workspace is not visible, and an unknown one is empty.
-        assert_eq!(seqs(&h.query(&Query { workspace: 2, limit: 1000, ..query() }).unwrap()).len(), 10);
-        assert!(h.query(&Query { workspace: 3, ..query() }).unwrap().events.is_empty());
+        assert_eq!(seqs(&h.query(&Query { workspace: 2, limit: 1000, ..query() }, event_json).unwrap()).len(), 10);
+        assert!(h.query(&Query { workspace: 3, ..query() }, event_json).unwrap().events.is_empty());
     }
 
     #[test]
     fn a_sequence_window_reads_at_most_a_page_plus_one_chunk() {
         let (_dir, h) = sample();
-        let page = h.query(&Query { since: Some(1005), limit: 50, ..query() }).unwrap();
+        let page = h.query(&Query { since: Some(1005), limit: 50, ..query() }, event_json).unwrap();
         assert_eq!(seqs(&page), (1005..1055).collect::<Vec<_>>());
         assert_eq!(page.next_cursor, Some(1055));
         assert!(page.rows_read <= 50 + CHUNK, "read {} rows", page.rows_read);
-        let page = h.query(&Query { since: Some(500), cursor: Some(1200), order: Order::Desc, ..query() }).unwrap();
+        let page = h
+            .query(&Query { since: Some(500), cursor: Some(1200), order: Order::Desc, ..query() }, event_json)
+            .unwrap();
         assert_eq!(seqs(&page), (1176..=1200).rev().collect::<Vec<_>>());
         assert!(page.rows_read <= 25 + CHUNK, "read {} rows", page.rows_read);
         // `since` bounds a descending scan from below.
@@ -645,11 +654,11 @@ mod tests {
     fn a_time_window_seeks_and_reads_at_most_a_page_plus_one_chunk() {
         let (_dir, h) = sample();
         let (from, to) = (1_234_000, 1_500_000);
-        let page = h.query(&Query { from_ms: Some(from), to_ms: Some(to), limit: 20, ..query() }).unwrap();
+        let page = h.query(&Query { from_ms: Some(from), to_ms: Some(to), limit: 20, ..query() }, event_json).unwrap();
         assert_eq!(seqs(&page), (1234..1254).collect::<Vec<_>>());
         assert!(page.rows_read <= 20 + CHUNK, "read {} rows", page.rows_read);
         let desc = Query { from_ms: Some(from), to_ms: Some(to), limit: 20, order: Order::Desc, ..query() };
-        let page = h.query(&desc).unwrap();
+        let page = h.query(&desc, event_json).unwrap();
         assert_eq!(seqs(&page), (1481..=1500).rev().collect::<Vec<_>>());
         assert!(page.rows_read <= 20 + CHUNK, "read {} rows", page.rows_read);
         let (asc, rows) = all_pages(&h, Query { from_ms: Some(from), to_ms: Some(to), limit: 100, ..query() });
@@ -658,9 +667,9 @@ mod tests {
         let (desc, _) = all_pages(&h, desc);
         assert_eq!(desc, (1234..=1500).rev().collect::<Vec<_>>());
         // Outside everything stored.
-        assert!(h.query(&Query { from_ms: Some(10_000_000), ..query() }).unwrap().events.is_empty());
+        assert!(h.query(&Query { from_ms: Some(10_000_000), ..query() }, event_json).unwrap().events.is_empty());
         let before = Query { to_ms: Some(500), order: Order::Desc, ..query() };
-        assert!(h.query(&before).unwrap().events.is_empty());
+        assert!(h.query(&before, event_json).unwrap().events.is_empty());
     }
 
     #[test]
@@ -673,7 +682,7 @@ mod tests {
         // Chunk c (seqs 10c+1..=10c+10) came through http when c is odd.
         let (http, _) = all_pages(&h, Query { listener: Some("http".into()), ..query() });
         assert_eq!(http, (1..=2000).filter(|s| ((s - 1) / 10) % 2 == 1).collect::<Vec<_>>());
-        let page = h.query(&Query { text: Some("s1234".into()), ..query() }).unwrap();
+        let page = h.query(&Query { text: Some("s1234".into()), ..query() }, event_json).unwrap();
         assert_eq!(seqs(&page), vec![1234]);
         assert_eq!(page.events[0]["service"], "s1234");
     }
@@ -718,7 +727,7 @@ mod tests {
     fn a_text_search_stops_at_the_scan_limit_and_says_so() {
         let (_dir, h) = sample();
         let q = Query { text: Some("s1999".into()), max_scan_rows: 500, ..query() };
-        let page = h.query(&q).unwrap();
+        let page = h.query(&q, event_json).unwrap();
         assert!(page.events.is_empty());
         assert!(page.scan_limited);
         assert_eq!((page.rows_read, page.next_cursor), (500, Some(501)));
@@ -727,7 +736,7 @@ mod tests {
         assert_eq!(found, vec![1999]);
         assert!(rows.iter().all(|r| *r <= 500), "{rows:?}");
         // Without a filter the limit does not apply: a window is bounded anyway.
-        let page = h.query(&Query { limit: 1000, max_scan_rows: 10, ..query() }).unwrap();
+        let page = h.query(&Query { limit: 1000, max_scan_rows: 10, ..query() }, event_json).unwrap();
         assert_eq!((page.events.len(), page.scan_limited), (1000, false));
     }
 }

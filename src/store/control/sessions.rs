@@ -6,7 +6,7 @@
 //!
 //! A token is valid only while its session row exists, so ending a session
 //! (logout, refresh, a removed user) ends the token. The daemon mirrors this
-//! table in memory ([`crate::auth::session::SessionRegistry`]) so that the
+//! table in memory ([`crate::control::Control`] changes both) so that the
 //! check on every request does not touch the disk. Expired rows are purged
 //! whenever a session is created.
 
