@@ -3,6 +3,8 @@
 //! pipeline. Accepting, reading, deadlines and budget charging are the
 //! connection toolkit's (`net`).
 
+#[doc(hidden)]
+pub mod fuzz_support;
 pub mod http;
 pub mod syslog;
 pub mod tcp;

@@ -15,8 +15,8 @@ pub mod chunk;
 pub mod control;
 pub mod error;
 pub mod events;
-#[cfg(test)]
-pub(crate) mod fault;
+#[doc(hidden)]
+pub mod fault;
 pub mod query;
 pub mod reader;
 pub mod retention;

@@ -82,6 +82,17 @@ fn batch_corpus_holds_valid_batches_of_every_schema() {
 }
 
 #[test]
+fn acked_session_corpus_keeps_the_model() {
+    use sluice::source::fuzz_support::acked_session_input;
+    let seeds = inputs("corpus", "acked_session");
+    assert!(seeds.len() >= 7, "fuzz/corpus/acked_session lost its seeds");
+    for (path, bytes) in seeds.iter().chain(inputs("artifacts", "acked_session").iter()) {
+        let replay = std::panic::catch_unwind(|| acked_session_input(bytes));
+        assert!(replay.is_ok(), "{} broke the model", path.display());
+    }
+}
+
+#[test]
 fn token_corpus_replays_and_its_valid_seeds_are_accepted() {
     use sluice::auth::fuzz_support::token_input;
     let seeds = inputs("corpus", "token_parser");
