@@ -63,7 +63,8 @@ fn build(dir: &Path, events: u64) {
             let chunk = chunk_at(i, from, from + step - 1);
             let permit = pipeline.reserve(chunk.len()).await;
             let (tx, done) = tokio::sync::oneshot::channel();
-            let batch = Batch { workspace, count: PER_CHUNK, chunk, dedup: None, reply: Some(tx), permit };
+            let submitted = Instant::now();
+            let batch = Batch { workspace, count: PER_CHUNK, chunk, dedup: None, reply: Some(tx), permit, submitted };
             pipeline.submit(batch).expect("writer running");
             waits.push_back(done);
             while waits.len() > 256 {

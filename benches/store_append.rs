@@ -58,6 +58,7 @@ fn store_append(c: &mut Criterion) {
                         dedup: None,
                         reply: Some(tx),
                         permit,
+                        submitted: std::time::Instant::now(),
                     };
                     pipeline.submit(batch).expect("writer running");
                     waits.push(rx);

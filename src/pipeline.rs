@@ -50,6 +50,8 @@ pub struct Batch {
     pub reply: Option<oneshot::Sender<Outcome>>,
     /// Bytes held against the budget until the batch is dropped.
     pub permit: Permit,
+    /// When it was handed on (for `sluice_ack_stage_duration_seconds{stage="queue"}`).
+    pub submitted: std::time::Instant,
 }
 
 impl Batch {
@@ -122,7 +124,15 @@ mod tests {
 
     fn batch(p: &Pipeline, permit: Permit) -> Batch {
         let _ = p;
-        Batch { workspace: 1, count: 0, chunk: Vec::new(), dedup: None, reply: None, permit }
+        Batch {
+            workspace: 1,
+            count: 0,
+            chunk: Vec::new(),
+            dedup: None,
+            reply: None,
+            permit,
+            submitted: std::time::Instant::now(),
+        }
     }
 
     #[tokio::test]

@@ -23,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::keys::KeyRegistry;
 use crate::config::Config;
 use crate::control::Control;
-use crate::metrics::Metrics;
+use crate::metrics::{ListenerKind, Metrics};
 use crate::pipeline::Pipeline;
 use crate::source::http::{self, HttpContext, HttpDeps};
 use crate::source::syslog::tcp::SyslogTcpContext;
@@ -146,6 +146,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     store::warn_if_not_private(&config.data_dir);
     let keys = control.keys().clone();
     let metrics = Arc::new(Metrics::default());
+    metrics.budget_bytes.store(config.pipeline.max_inflight_bytes.0, std::sync::atomic::Ordering::Relaxed);
     let p = config.pipeline.clone();
     match crate::net::limits::raise_nofile() {
         Ok((soft, hard)) => tracing::info!(soft, hard, "open file limit (RLIMIT_NOFILE)"),
@@ -226,7 +227,7 @@ fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::Ht
         name: "http".into(),
         pipeline: services.pipeline.clone(),
         keys: services.keys.clone(),
-        metrics: services.metrics.source("http"),
+        metrics: services.metrics.source("http", ListenerKind::Http),
         ack_timeout: services.config.pipeline.ack_timeout,
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
@@ -241,7 +242,7 @@ fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::Tcp
         name: "tcp".into(),
         pipeline: services.pipeline.clone(),
         keys: services.keys.clone(),
-        metrics: services.metrics.source("tcp"),
+        metrics: services.metrics.source("tcp", ListenerKind::Tcp),
         ack_timeout: services.config.pipeline.ack_timeout,
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
@@ -273,7 +274,11 @@ fn start_admin(
     services.tracker.spawn(crate::admin::run(listener, deps, shutdown, abort, tracker));
 }
 
-fn syslog_context(services: &Services, name: &'static str, common: &crate::config::SyslogCommon) -> SyslogContext {
+fn syslog_context(
+    services: &Services,
+    (name, kind): (&'static str, ListenerKind),
+    common: &crate::config::SyslogCommon,
+) -> SyslogContext {
     if let crate::config::SyslogAuth::Workspace(ws) = common.auth {
         ensure_workspace(services.control.store(), ws, name);
     }
@@ -282,7 +287,7 @@ fn syslog_context(services: &Services, name: &'static str, common: &crate::confi
         common: common.clone(),
         pipeline: services.pipeline.clone(),
         keys: services.keys.clone(),
-        metrics: services.metrics.source(name),
+        metrics: services.metrics.source(name, kind),
     }
 }
 
@@ -300,7 +305,7 @@ fn ensure_workspace(control: &ControlStore, id: u32, listener: &str) {
 
 fn start_syslog_tcp(services: &Services, listener: TcpListener, cfg: crate::config::SyslogTcpSource) {
     let ctx = Arc::new(SyslogTcpContext {
-        base: syslog_context(services, "syslog_tcp", &cfg.common),
+        base: syslog_context(services, ("syslog_tcp", ListenerKind::SyslogTcp), &cfg.common),
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
         config: cfg,
@@ -310,7 +315,7 @@ fn start_syslog_tcp(services: &Services, listener: TcpListener, cfg: crate::conf
 
 fn start_syslog_udp(services: &Services, sockets: UdpSockets, cfg: crate::config::SyslogUdpSource) {
     let ctx = Arc::new(SyslogUdpContext {
-        base: syslog_context(services, "syslog_udp", &cfg.common),
+        base: syslog_context(services, ("syslog_udp", ListenerKind::SyslogUdp), &cfg.common),
         config: cfg,
         all_metrics: services.metrics.clone(),
     });

@@ -58,7 +58,7 @@ async fn serve(
     let body =
         read_body(body, &parts.headers, state.config.max_body_bytes.0, state.timeouts).await.inspect_err(|e| {
             if e.status == http::StatusCode::REQUEST_TIMEOUT {
-                state.metrics.source("admin").cut(crate::metrics::Cut::SlowFrame);
+                state.metrics.source("admin", crate::metrics::ListenerKind::Admin).cut(crate::metrics::Cut::SlowFrame);
             }
         })?;
     let cx = Ctx {

@@ -60,7 +60,7 @@ pub async fn run(
         limits: AcceptLimits { max_connections: c.max_connections.0, per_address: c.max_connections_per_address.0 },
         // A request head (and keep-alive idle time): `[pipeline] frame_timeout`.
         head_timeout: state.timeouts.frame,
-        metrics: state.metrics.source("admin"),
+        metrics: state.metrics.source("admin", crate::metrics::ListenerKind::Admin),
         shutdown,
         abort,
     };

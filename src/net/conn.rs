@@ -222,7 +222,7 @@ mod tests {
         let budget = Budget::new(1 << 20, limits);
         let (mut client, mut server) = tokio::io::duplex(64);
         let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
-        let metrics = Arc::new(SourceMetrics::default());
+        let metrics = Arc::new(SourceMetrics::new(crate::metrics::ListenerKind::Tcp));
         let mut proto = Holding { held: Vec::new(), bytes: 0 };
         let mut account = Account::new(&budget, true);
         let mut buf = BytesMut::new();
@@ -251,7 +251,7 @@ mod tests {
         let budget = Budget::new(16 << 20, ConnLimits { untrusted_bytes: 8 << 20, connection_bytes: 8 << 20 });
         let (mut client, mut server) = tokio::io::duplex(1 << 20);
         let (shutdown, abort) = (CancellationToken::new(), CancellationToken::new());
-        let metrics = Arc::new(SourceMetrics::default());
+        let metrics = Arc::new(SourceMetrics::new(crate::metrics::ListenerKind::Tcp));
         /// Takes nothing until 4 MiB are buffered (one large frame), then all of it.
         struct Large(usize);
         impl Protocol for Large {

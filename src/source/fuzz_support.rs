@@ -114,7 +114,7 @@ pub fn acked_session_input(data: &[u8]) {
             config: TcpSource { max_bad_keys: Count(usize::MAX), ..TcpSource::at(addr) },
             pipeline,
             keys,
-            metrics: metrics.source("tcp"),
+            metrics: metrics.source("tcp", crate::metrics::ListenerKind::Tcp),
             ack_timeout: ACK_WAIT,
             timeouts: Timeouts {
                 idle: Duration::from_secs(60),

@@ -40,7 +40,7 @@ use crate::codec::ack::{Ack, Status};
 use crate::codec::frame::{AckedHeader, Frame, FrameDecoder};
 use crate::codec::tell;
 use crate::config::TcpSource;
-use crate::metrics::{Cut, Refusal, SourceMetrics};
+use crate::metrics::{Cut, Refusal, SourceMetrics, Stage};
 use crate::net::accept::{Listener, accept_loop};
 use crate::net::budget::Account;
 use crate::net::conn::{End, LoopEnv, Protocol, READ_CHUNK, read_loop};
@@ -90,7 +90,13 @@ enum Flow {
 /// One pending reply, in frame order.
 enum Pending {
     Ready(Ack),
-    Waiting { batch_id: u64, outcome: oneshot::Receiver<Outcome>, deadline: Instant },
+    /// A batch handed on; `started` is when its frame's first byte arrived.
+    Waiting {
+        batch_id: u64,
+        outcome: oneshot::Receiver<Outcome>,
+        deadline: Instant,
+        started: Instant,
+    },
 }
 
 struct Connection {
@@ -103,10 +109,13 @@ struct Connection {
     last_commit: Option<oneshot::Receiver<Outcome>>,
     writer: Option<OwnedWriteHalf>,
     acks: Option<(mpsc::Sender<Pending>, JoinHandle<()>)>,
+    /// When the first byte of the frame still incomplete in the buffer arrived.
+    partial_since: Option<Instant>,
 }
 
 impl Protocol for Connection {
     async fn on_data(&mut self, buf: &mut BytesMut, account: &mut Account, deadline: Instant) -> Result<usize, End> {
+        let read_at = Instant::now();
         let mut completed = 0;
         loop {
             if !account.is_trusted()
@@ -119,11 +128,18 @@ impl Protocol for Connection {
             match self.decoder.decode(buf) {
                 Ok(Some(frame)) => {
                     completed += usize::from(matches!(frame, Frame::Tell { .. } | Frame::Acked { .. }));
-                    if let Flow::Close(end) = self.on_frame(frame, account, deadline).await {
+                    // Later frames of this buffer began arriving with this read, at the latest.
+                    let started = self.partial_since.take().unwrap_or(read_at);
+                    if let Flow::Close(end) = self.on_frame(frame, account, deadline, started).await {
                         return Err(end);
                     }
                 }
-                Ok(None) => return Ok(completed),
+                Ok(None) => {
+                    if self.in_frame(buf) {
+                        self.partial_since.get_or_insert(read_at);
+                    }
+                    return Ok(completed);
+                }
                 Err(e) => {
                     self.ctx.metrics.refuse(Refusal::Malformed);
                     tracing::warn!(peer = %self.peer, error = %e, "closing connection: framing error");
@@ -165,6 +181,7 @@ impl Connection {
             last_commit: None,
             writer: Some(write),
             acks: None,
+            partial_since: None,
             ctx,
         };
         let abort = conn.ctx.abort.clone();
@@ -196,10 +213,13 @@ impl Connection {
         Ok(())
     }
 
-    async fn on_frame(&mut self, frame: Frame, account: &mut Account, deadline: Instant) -> Flow {
+    async fn on_frame(&mut self, frame: Frame, account: &mut Account, deadline: Instant, started: Instant) -> Flow {
         let result = match frame {
-            Frame::Tell { batch } => self.on_batch(batch, None, account, deadline).await,
-            Frame::Acked { header, batch } => self.on_batch(batch, Some(header), account, deadline).await,
+            Frame::Tell { batch } => self.on_batch(batch, None, account, deadline, started).await,
+            Frame::Acked { header, batch } => {
+                self.ctx.metrics.stages.observe(Stage::Receive, started.elapsed());
+                self.on_batch(batch, Some(header), account, deadline, started).await
+            }
             Frame::Oversized { header, len } => {
                 tracing::debug!(peer = %self.peer, len, limit = self.ctx.config.max_frame_bytes.0, "frame too large; skipped");
                 self.refuse(Refusal::TooLarge, header, deadline).await.map(|()| Flow::Continue)
@@ -218,7 +238,9 @@ impl Connection {
         acked: Option<AckedHeader>,
         account: &mut Account,
         deadline: Instant,
+        started: Instant,
     ) -> Result<Flow, End> {
+        let began = Instant::now();
         let view = match tell::decode_batch(&bytes) {
             Ok(v) => v,
             Err(e) => {
@@ -233,7 +255,7 @@ impl Connection {
         };
         account.set_trusted(true);
         self.bad_keys_in_a_row = 0;
-        let (chunk, count) = match self.build_chunk(&view) {
+        let (chunk, count) = match self.build_chunk(&view, acked.map(|_| began)) {
             Ok(built) => built,
             Err(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "malformed batch items; skipped");
@@ -241,10 +263,15 @@ impl Connection {
                 return Ok(Flow::Continue);
             }
         };
+        let waited = Instant::now();
         let permit = account.take(deadline).await.map_err(|_| End::Cut(Cut::NoBudget))?;
+        if acked.is_some() {
+            self.ctx.metrics.stages.observe(Stage::Budget, waited.elapsed());
+        }
         let (tx, rx) = oneshot::channel();
         let dedup = acked.map(|h| DedupId { producer: h.producer, batch_id: h.batch_id });
-        let batch = Batch { workspace: key.workspace, count, chunk, dedup, reply: Some(tx), permit };
+        let submitted = std::time::Instant::now();
+        let batch = Batch { workspace: key.workspace, count, chunk, dedup, reply: Some(tx), permit, submitted };
         if self.ctx.pipeline.submit(batch).is_err() {
             self.refuse(Refusal::Unavailable, acked, deadline).await?;
             return Ok(Flow::Close(End::PipelineClosed));
@@ -252,7 +279,7 @@ impl Connection {
         match acked {
             Some(h) => {
                 let ack_deadline = Instant::now() + self.ctx.ack_timeout;
-                let pending = Pending::Waiting { batch_id: h.batch_id, outcome: rx, deadline: ack_deadline };
+                let pending = Pending::Waiting { batch_id: h.batch_id, outcome: rx, deadline: ack_deadline, started };
                 self.reply(pending, deadline).await?;
             }
             None => self.last_commit = Some(rx),
@@ -261,11 +288,21 @@ impl Connection {
     }
 
     /// Decodes the batch's items into records and encodes them as a chunk.
-    fn build_chunk(&mut self, view: &tell::BatchView<'_>) -> Result<(Vec<u8>, u32), tell::TellError> {
+    /// An acked batch's decode (from `began`, its check) and encode are timed.
+    fn build_chunk(
+        &mut self,
+        view: &tell::BatchView<'_>,
+        began: Option<Instant>,
+    ) -> Result<(Vec<u8>, u32), tell::TellError> {
         self.builder.clear();
         let received_at = now_ms();
         tell::append_items(view, received_at, self.builder.records(received_at))?;
+        let decoded = Instant::now();
         let (chunk, count) = self.builder.seal(&self.ctx.name, &self.peer);
+        if let Some(began) = began {
+            self.ctx.metrics.stages.observe(Stage::Decode, decoded - began);
+            self.ctx.metrics.stages.observe(Stage::Encode, decoded.elapsed());
+        }
         self.ctx.metrics.events_received.fetch_add(u64::from(count), Ordering::Relaxed);
         Ok((chunk, count))
     }
@@ -349,15 +386,17 @@ impl AckWriter {
     /// Writes replies in order; flushes whenever the next one is not ready yet.
     async fn run(self, mut rx: mpsc::Receiver<Pending>, write: OwnedWriteHalf) {
         let mut out = BufWriter::new(write);
+        // Acks written and not flushed yet: when their outcome came, and their frame's first byte.
+        let mut unflushed: Vec<(Instant, Instant)> = Vec::new();
         while let Some(pending) = rx.recv().await {
             let ack = match pending {
                 Pending::Ready(ack) => ack,
-                Pending::Waiting { batch_id, mut outcome, deadline } => {
+                Pending::Waiting { batch_id, mut outcome, deadline, started } => {
                     let result = match outcome.try_recv() {
                         Ok(o) => Ok(o),
                         Err(oneshot::error::TryRecvError::Closed) => Err(()),
                         Err(oneshot::error::TryRecvError::Empty) => {
-                            if !self.timely(out.flush()).await {
+                            if !self.flush(&mut out, &mut unflushed).await {
                                 return;
                             }
                             match tokio::time::timeout_at(deadline, outcome).await {
@@ -366,19 +405,34 @@ impl AckWriter {
                             }
                         }
                     };
+                    unflushed.push((Instant::now(), started));
                     to_ack(batch_id, result, &self.metrics)
                 }
             };
             if !self.timely(out.write_all(&ack.encode())).await {
                 return;
             }
-            if rx.is_empty() && !self.timely(out.flush()).await {
+            if rx.is_empty() && !self.flush(&mut out, &mut unflushed).await {
                 return;
             }
         }
-        if self.timely(out.flush()).await {
+        if self.flush(&mut out, &mut unflushed).await {
             let _ = self.timely(out.shutdown()).await;
         }
+    }
+
+    /// Flushes, then times the acks that went out: the `reply` stage and
+    /// the whole `sluice_ack_duration_seconds`.
+    async fn flush(&self, out: &mut BufWriter<OwnedWriteHalf>, unflushed: &mut Vec<(Instant, Instant)>) -> bool {
+        if !self.timely(out.flush()).await {
+            return false;
+        }
+        let now = Instant::now();
+        for (known, started) in unflushed.drain(..) {
+            self.metrics.stages.observe(Stage::Reply, now - known);
+            self.metrics.ack_seconds.observe_duration(now - started);
+        }
+        true
     }
 
     /// Runs one write; false if it failed or the peer did not read in time (counted).

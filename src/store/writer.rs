@@ -38,7 +38,7 @@ use super::StoreError;
 use super::events::{self, CHUNK_BYTES_KEY, CHUNKS, DEDUP, DEDUP_EXPIRY, META, SEQ};
 use super::query::{Committed, EventsHandle};
 use super::retention::{self, Policy, Schedule};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Stage};
 use crate::pipeline::{Batch, Outcome};
 
 /// Most expired de-duplication records removed per commit.
@@ -302,6 +302,9 @@ impl State {
     /// Writes and commits a group, then reports the outcomes.
     fn commit_group(&mut self, group: Vec<Batch>) {
         let started = Instant::now();
+        for b in &group {
+            self.metrics.stages.observe(Stage::Queue, started.saturating_duration_since(b.submitted));
+        }
         let Some(db) = self.db.as_ref() else {
             self.refuse(group);
             return;
@@ -314,7 +317,10 @@ impl State {
         };
         match write_group(db, &group, counters, self.config.dedup_window) {
             Ok(done) => {
-                self.metrics.store.observe_commit(started.elapsed());
+                let bytes = group.iter().map(|b| b.chunk.len()).sum();
+                self.metrics.store.observe_commit(started.elapsed(), group.len(), bytes);
+                self.metrics.stages.observe(Stage::Write, done.write);
+                self.metrics.stages.observe(Stage::Commit, done.commit);
                 self.committed(group, done);
             }
             Err(e) => self.commit_failed(group, e),
@@ -386,6 +392,9 @@ struct Done {
     stored_bytes: u64,
     /// De-dup records added (or expired, negative) per workspace.
     dedup_delta: HashMap<u32, i64>,
+    /// The transaction before its commit, and the commit (fsync).
+    write: Duration,
+    commit: Duration,
 }
 
 /// The committed counters a transaction starts from.
@@ -397,6 +406,7 @@ struct Counters<'a> {
 }
 
 fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: Duration) -> Result<Done, redb::Error> {
+    let began = Instant::now();
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
     let now = super::now_ms();
@@ -427,8 +437,16 @@ fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: D
         }
         tx.open_table(META)?.insert(CHUNK_BYTES_KEY, filing.stored_bytes)?;
     }
+    let write = began.elapsed();
     tx.commit()?;
-    Ok(Done { outcomes, next_seq: filing.next_seq, stored_bytes: filing.stored_bytes, dedup_delta: filing.dedup_delta })
+    Ok(Done {
+        outcomes,
+        next_seq: filing.next_seq,
+        stored_bytes: filing.stored_bytes,
+        dedup_delta: filing.dedup_delta,
+        write,
+        commit: began.elapsed().saturating_sub(write),
+    })
 }
 
 type ChunkTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
@@ -594,7 +612,7 @@ mod tests {
             chunk.resize(len.max(tag.len()), PAD as u8);
             let permit = self.pipeline.try_reserve(chunk.len()).expect("budget");
             let workspace = WS;
-            let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), permit };
+            let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), permit, submitted: Instant::now() };
             self.pipeline.submit(batch).expect("writer running");
             rx
         }

@@ -1,4 +1,4 @@
-//! `GET /health` and `GET /metrics` (Prometheus text).
+//! `GET /health` and `GET /metrics` (Prometheus text or OpenMetrics).
 
 use std::sync::atomic::Ordering;
 
@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::admin::error::ApiError;
 use crate::admin::request::Ctx;
 use crate::admin::response::{self, Resp};
+use crate::metrics::expose::{Format, render};
 
 pub async fn health(cx: &Ctx) -> Result<Resp, ApiError> {
     let s = &cx.state;
@@ -27,6 +28,9 @@ pub async fn health(cx: &Ctx) -> Result<Resp, ApiError> {
     response::json(StatusCode::OK, &body)
 }
 
+/// The Prometheus text format, or OpenMetrics when `Accept` asks for it.
 pub fn metrics(cx: &Ctx) -> Result<Resp, ApiError> {
-    Ok(response::text(cx.state.metrics.render(), "text/plain; version=0.0.4; charset=utf-8"))
+    let accept = cx.headers.get(http::header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    Ok(response::text(render(&cx.state.metrics, format), format.content_type()))
 }

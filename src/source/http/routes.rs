@@ -84,6 +84,7 @@ async fn serve(
     peer: SocketAddr,
     verdict: &mut Option<Verdict>,
 ) -> Result<Resp, Refused> {
+    let started = std::time::Instant::now();
     let query = parts.uri.query();
     let allow_query = ctx.config.query_token && route != Route::Ingest;
     let raw_key = request_key(&parts.headers, query, allow_query)?;
@@ -112,7 +113,10 @@ async fn serve(
     let peer_text = if client == peer.ip() { peer.to_string() } else { client.to_string() };
     let partial = query_param(query, "partial").is_some_and(|v| v == "true" || v == "1");
     let req = ingest::Request { route, raw_key, key, peer: &peer_text, partial };
-    ingest::store(ctx, &req, plain, &mut budget).await
+    let answer = ingest::store(ctx, &req, plain, &mut budget).await?;
+    // The head read to the answer ready (after the commit): HTTP's ack latency.
+    ctx.metrics.ack_seconds.observe_duration(started.elapsed());
+    Ok(answer)
 }
 
 /// `/v1/ingest` takes `application/x-flatbuffers` or `application/octet-stream`.

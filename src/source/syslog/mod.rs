@@ -193,8 +193,15 @@ impl Pending {
     /// Hands the chunk on with `permit`, counting its messages as received.
     pub fn submit(self, ctx: &SyslogContext, permit: Permit) -> Result<(), Closed> {
         ctx.metrics.events_received.fetch_add(u64::from(self.count), Ordering::Relaxed);
-        let batch =
-            Batch { workspace: self.workspace, count: self.count, chunk: self.chunk, dedup: None, reply: None, permit };
+        let batch = Batch {
+            workspace: self.workspace,
+            count: self.count,
+            chunk: self.chunk,
+            dedup: None,
+            reply: None,
+            permit,
+            submitted: std::time::Instant::now(),
+        };
         ctx.pipeline.submit(batch)
     }
 }
