@@ -4,12 +4,15 @@
 # Installs the system tools the tests drive as real clients when they are
 # missing (rsyslog with RELP, util-linux logger, systemd-analyze, curl,
 # Debian's Chromium, Node.js with the pinned npm packages of tests/browser:
-# playwright-core and @tell-rs/browser), then runs
+# playwright-core and @tell-rs/browser; promtool from Debian's prometheus
+# package, tmux for `sluice top`), then runs
 # every test target: unit, integration (real daemon, Tell SDK, logger,
 # rsyslog), fuzz-corpus replay, and each criterion bench once in test mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 need=()
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 dpkg -s rsyslog-relp >/dev/null 2>&1 || need+=(rsyslog-relp)
@@ -18,12 +21,18 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2
-    sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+# promtool only: without the recommended exporters and their services.
+if ! command -v promtool >/dev/null 2>&1; then
+    echo "installing promtool (Debian's prometheus package)" >&2
+    [ ${#need[@]} -gt 0 ] || $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

@@ -147,6 +147,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let keys = control.keys().clone();
     let metrics = Arc::new(Metrics::default());
     metrics.budget_bytes.store(config.pipeline.max_inflight_bytes.0, std::sync::atomic::Ordering::Relaxed);
+    let _ = metrics.data_dir.set(config.data_dir.clone());
+    let max_bytes = config.retention.max_bytes.map_or(0, |b| b.0);
+    metrics.retention_max_bytes.store(max_bytes, std::sync::atomic::Ordering::Relaxed);
     let p = config.pipeline.clone();
     match crate::net::limits::raise_nofile() {
         Ok((soft, hard)) => tracing::info!(soft, hard, "open file limit (RLIMIT_NOFILE)"),

@@ -260,6 +260,12 @@ impl Collect {
         )?;
         histogram(&mut family(enc, COMMIT_BATCHES, "Batches per commit.", MetricType::Histogram)?, &s.commit_batches)?;
         histogram(&mut family(enc, COMMIT_BYTES, "Chunk bytes per commit.", MetricType::Histogram)?, &s.commit_bytes)?;
+        let max = load(&self.0.retention_max_bytes);
+        gauge(enc, RETENTION_MAX_BYTES, "[retention] max_bytes (0: no size limit).", max)?;
+        if let Some((free, total)) = self.0.data_dir.get().and_then(|d| disk_space(d)) {
+            gauge(enc, DISK_FREE_BYTES, "Bytes available to sluice on the data dir's filesystem.", free)?;
+            gauge(enc, DISK_TOTAL_BYTES, "Size of the data dir's filesystem.", total)?;
+        }
         let mut expired = family(enc, EVENTS_EXPIRED, "Events deleted by retention, by reason.", MetricType::Counter)?;
         for (reason, n) in [("max_age", &s.events_expired_age), ("max_bytes", &s.events_expired_size)] {
             expired.encode_family(&[("reason", reason)])?.encode_counter::<NoLabelSet, _, u64>(&load(n), None)?;
@@ -308,6 +314,20 @@ impl Collect {
         )?;
         counter(enc, EXPORTS_CUT, "Exports that ended with the error trailer.", load(&m.exports_cut))
     }
+}
+
+/// `(available, total)` bytes of the filesystem holding `dir` (statvfs).
+fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: an all-zero statvfs is a valid value to be overwritten.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is NUL-terminated and `st` is a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    let frag = st.f_frsize as u64;
+    Some((st.f_bavail as u64 * frag, st.f_blocks as u64 * frag))
 }
 
 fn process(enc: &mut DescriptorEncoder<'_>) -> Result {

@@ -54,6 +54,9 @@ pub const COMMIT_BATCHES: &str = "sluice_commit_batches";
 pub const COMMIT_BYTES: &str = "sluice_commit_bytes";
 pub const BUILD_INFO: &str = "sluice_build_info";
 pub const BUDGET_BYTES: &str = "sluice_inflight_budget_bytes";
+pub const DISK_FREE_BYTES: &str = "sluice_disk_free_bytes";
+pub const DISK_TOTAL_BYTES: &str = "sluice_disk_total_bytes";
+pub const RETENTION_MAX_BYTES: &str = "sluice_retention_max_bytes";
 
 /// What kind of listener a name belongs to: it decides which families the
 /// listener exports (a UDP listener has no connections, a TCP one no
@@ -359,6 +362,10 @@ pub struct Metrics {
     sources: std::sync::RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
     pub store: StoreMetrics,
     pub stages: Arc<AckStages>,
+    /// The data dir, set at start: its filesystem's free and total bytes are read at scrape time.
+    pub data_dir: std::sync::OnceLock<std::path::PathBuf>,
+    /// `[retention] max_bytes` (0: no limit), set at start.
+    pub retention_max_bytes: AtomicU64,
     /// `[pipeline] max_inflight_bytes`, set at start.
     pub budget_bytes: AtomicU64,
     pub inflight_bytes: AtomicU64,

@@ -21,6 +21,7 @@ mod hostile;
 mod http_bench;
 mod http_browser;
 mod http_ingest;
+mod observability;
 mod private_files;
 mod query_api;
 mod retention;
