@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Command::Login(args) => cli::login::login(&args),
         Command::Logout => cli::login::logout(),
         Command::Status(args) => cli::status::run(&args),
+        Command::Top(args) => cli::top::run(&args),
         Command::Users(cmd) => cli::users::run(&cmd),
         Command::Backup(args) => cli::backup::backup(&args),
         Command::Restore(args) => cli::backup::restore(&args),

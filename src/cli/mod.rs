@@ -12,9 +12,11 @@ pub mod login;
 pub mod progress;
 pub(crate) mod prompt;
 pub mod remote_keys;
+pub mod scrape;
 pub mod status;
 pub mod stream;
 pub mod tail;
+pub mod top;
 pub mod users;
 
 use std::path::PathBuf;
@@ -59,6 +61,8 @@ pub enum Command {
     Logout,
     /// Health, listeners and main counters of a running daemon.
     Status(status::StatusArgs),
+    /// A live view of a running daemon: rates, latency, budget, disk (q quits).
+    Top(top::TopArgs),
     /// Manage users offline.
     #[command(subcommand)]
     Users(users::UsersCommand),

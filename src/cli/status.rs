@@ -70,15 +70,7 @@ fn print_text(server: &str, health: &Value, counters: &BTreeMap<String, f64>) {
 
 /// Sums each main counter over its labels from Prometheus text.
 pub fn summarize(text: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else { continue };
-        let name = series.split('{').next().unwrap_or(series);
-        if let (true, Ok(v)) = (MAIN_COUNTERS.contains(&name), value.parse::<f64>()) {
-            *out.entry(name.to_owned()).or_insert(0.0) += v;
-        }
-    }
-    out
+    super::scrape::sums(&super::scrape::parse(text), MAIN_COUNTERS)
 }
 
 #[cfg(test)]

@@ -34,3 +34,4 @@ mod syslog_shapes;
 mod syslog_sources;
 mod systemd;
 mod tell_sdk;
+mod top;
