@@ -4,7 +4,9 @@
 //! latency; the commit rate and latency; in-flight bytes against the
 //! budget; disk; where an ack's time goes. It reads `GET /metrics` (no login
 //! needed) from `--server`, else the stored login's server, else the
-//! default; `q`, Esc or Ctrl-C quits.
+//! default; `q`, Esc or Ctrl-C quits. `--batch` prints one screen of the
+//! next interval as plain text instead (as `top -b -n 1` does), for logs
+//! and benchmarks.
 
 mod model;
 mod view;
@@ -26,6 +28,12 @@ pub struct TopArgs {
     /// Seconds between refreshes.
     #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
     pub interval: f64,
+    /// Print the screen of one interval as text and exit (no terminal needed).
+    #[arg(long)]
+    pub batch: bool,
+    /// The width of the `--batch` screen.
+    #[arg(long, default_value_t = 120, requires = "batch")]
+    pub width: u16,
 }
 
 fn parse_interval(s: &str) -> Result<f64, String> {
@@ -45,6 +53,19 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     let version = health.as_ref().and_then(|h| h["version"].as_str().map(str::to_owned)).unwrap_or_default();
     let uptime_at_start = health.as_ref().and_then(|h| h["uptime_secs"].as_u64()).unwrap_or(0);
     let interval = Duration::from_secs_f64(args.interval);
+    if args.batch {
+        std::thread::sleep(interval);
+        let view = model::view(&first, &fetch(&api, started)?);
+        let header = view::Header {
+            server: api.base(),
+            version: &version,
+            uptime_secs: uptime_at_start + started.elapsed().as_secs(),
+            interval_secs: args.interval,
+            error: None,
+        };
+        print!("{}", view::text(&header, &view, args.width));
+        return Ok(());
+    }
     ratatui::run(|terminal| -> anyhow::Result<()> {
         let (mut before, mut view, mut error) = (first.clone(), View::default(), None::<String>);
         let mut next = Instant::now() + interval;

@@ -35,6 +35,22 @@ pub fn draw(frame: &mut Frame<'_>, header: &Header<'_>, view: &View) {
     frame.render_widget(stage_table(view), stages);
 }
 
+/// The screen as plain text, `width` columns wide and as tall as it needs.
+pub fn text(header: &Header<'_>, view: &View, width: u16) -> String {
+    let height = view.listeners.len() as u16 + 3 + 7 + view.stages.len() as u16 + 3 + 1;
+    // A buffer in memory: drawing cannot fail.
+    let Ok(mut terminal) = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height));
+    let Ok(_) = terminal.draw(|f| draw(f, header, view));
+    let buffer = terminal.backend().buffer();
+    let mut out = String::new();
+    for y in 0..height {
+        let line: String = (0..width).map(|x| buffer[(x, y)].symbol()).collect();
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 fn header_line(h: &Header<'_>) -> Paragraph<'static> {
     let mut text = format!(
         "sluice top  {}  sluice {}, up {}  every {}s  q quits",
@@ -163,8 +179,6 @@ fn uptime(secs: u64) -> String {
 mod tests {
     use super::*;
     use crate::cli::top::model::ListenerRow;
-    use ratatui::Terminal;
-    use ratatui::backend::TestBackend;
 
     #[test]
     fn numbers_read_well() {
@@ -184,9 +198,7 @@ mod tests {
             ..Default::default()
         };
         let header = Header { server: "http://x", version: "0.1.0", uptime_secs: 5, interval_secs: 1.0, error: None };
-        let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
-        terminal.draw(|f| draw(f, &header, &view)).unwrap();
-        let screen: String = terminal.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+        let screen = text(&header, &view, 120);
         assert!(screen.contains("512,000"), "{screen}");
         assert!(screen.contains("commit") && screen.contains("400 µs"), "{screen}");
         assert!(screen.contains("q quits"));

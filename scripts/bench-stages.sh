@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Where an acknowledged batch's time goes, at full and at half load, and
+# what scraping /metrics costs (docs/bench.md, "Where an ack's time goes").
+#
+#   bash scripts/bench-stages.sh [SECONDS] [SCRAPES]
+#
+# Builds the release binary and starts a daemon on loopback with the raw
+# TCP and admin listeners. Runs `sluice bench tcp --acked` (4 connections,
+# 500-event batches) unpaced, then paced at half the rate it reached; during
+# each run `sluice top --batch` prints the screen of that run's middle
+# (ack p50/p99 per listener, commit latency and size, p50/p99 of every ack
+# stage). Then, with the daemon idle, SCRAPES scrapes of /metrics (default
+# 2000) measure the daemon's CPU per scrape. Prints the CPU model and the
+# daemon's CPU per acked event.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-20}
+scrapes=${2:-2000}
+cargo build --release --quiet
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+tcp=127.0.0.1:$(port); admin=127.0.0.1:$(port)
+printf 'data_dir = "%s"\n[sources.tcp]\naddress = "%s"\n[admin]\naddress = "%s"\n' "$work/data" "$tcp" "$admin" > "$work/sluice.toml"
+key=$("$bin" apikeys create --data-dir "$work/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
+"$bin" serve --config "$work/sluice.toml" 2> "$work/daemon.log" &
+pid=$!
+for _ in $(seq 100); do grep -q "sluice is ready" "$work/daemon.log" && break; sleep 0.1; done
+cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks=$(getconf CLK_TCK)
+lscpu | grep -E "Model name|^CPU\(s\)"
+run() { # label, extra bench args...
+    local label=$1 before after
+    shift
+    before=$(cpu)
+    (sleep 3; "$bin" top --server "http://$admin" --batch --interval $((secs - 6)) --width 110 > "$work/top.txt") &
+    last=$("$bin" bench tcp --addr "$tcp" --key "$key" --acked --connections 4 --batch-size 500 --duration "$secs" "$@")
+    wait $!
+    sleep 1
+    after=$(cpu)
+    echo "$label: $last"
+    python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('  daemon CPU per acked event: %.2f us' % ((int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4])*1e6/d['events']))" \
+        "$last" "$after" "$before" "$ticks"
+    cat "$work/top.txt"
+}
+run "full load"
+half=$(python3 -c "import json,sys; print(int(json.loads(sys.argv[1])['acked_events_per_sec'] / 2))" "$last")
+run "half load (--rate $half)" --rate "$half"
+before=$(cpu)
+for _ in $(seq "$scrapes"); do curl -s -o /dev/null "http://$admin/metrics"; done
+after=$(cpu)
+python3 -c "import sys; n=int(sys.argv[1]); c=(int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4]); print('%d scrapes of /metrics: daemon CPU %.3f s, %.0f us per scrape, %.3f%% of one core at one scrape a second' % (n, c, c/n*1e6, c/n*100))" \
+    "$scrapes" "$after" "$before" "$ticks"
+echo "/metrics: $(curl -s "http://$admin/metrics" | wc -c) bytes, $(curl -s "http://$admin/metrics" | grep -vc '^#') samples"
+kill -TERM "$pid"
+wait "$pid"
