@@ -1,6 +1,14 @@
 //! The standard `process_*` metrics of the Prometheus client libraries,
 //! read from `/proc/self` at scrape time (Linux only, as sluice is).
 
+pub const CPU_SECONDS: &str = "process_cpu_seconds_total";
+pub const RESIDENT_BYTES: &str = "process_resident_memory_bytes";
+pub const VIRTUAL_BYTES: &str = "process_virtual_memory_bytes";
+pub const OPEN_FDS: &str = "process_open_fds";
+pub const MAX_FDS: &str = "process_max_fds";
+pub const THREADS: &str = "process_threads";
+pub const START_TIME: &str = "process_start_time_seconds";
+
 /// One reading of the daemon process.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Process {
