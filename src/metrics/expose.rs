@@ -331,19 +331,15 @@ fn disk_space(dir: &std::path::Path) -> Option<(u64, u64)> {
 }
 
 fn process(enc: &mut DescriptorEncoder<'_>) -> Result {
+    use super::process::{CPU_SECONDS, MAX_FDS, OPEN_FDS, RESIDENT_BYTES, START_TIME, THREADS, VIRTUAL_BYTES};
     let p = Process::read();
-    counter(enc, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.", p.cpu_seconds)?;
-    gauge(enc, "process_resident_memory_bytes", "Resident memory size in bytes.", p.resident_bytes)?;
-    gauge(enc, "process_virtual_memory_bytes", "Virtual memory size in bytes.", p.virtual_bytes)?;
-    gauge(enc, "process_open_fds", "Number of open file descriptors.", p.open_fds)?;
-    gauge(enc, "process_max_fds", "Maximum number of open file descriptors.", p.max_fds)?;
-    gauge(enc, "process_threads", "Number of OS threads in the process.", p.threads)?;
-    gauge(
-        enc,
-        "process_start_time_seconds",
-        "Start time of the process since unix epoch in seconds.",
-        p.start_time_seconds,
-    )
+    counter(enc, CPU_SECONDS, "Total user and system CPU time spent in seconds.", p.cpu_seconds)?;
+    gauge(enc, RESIDENT_BYTES, "Resident memory size in bytes.", p.resident_bytes)?;
+    gauge(enc, VIRTUAL_BYTES, "Virtual memory size in bytes.", p.virtual_bytes)?;
+    gauge(enc, OPEN_FDS, "Number of open file descriptors.", p.open_fds)?;
+    gauge(enc, MAX_FDS, "Maximum number of open file descriptors.", p.max_fds)?;
+    gauge(enc, THREADS, "Number of OS threads in the process.", p.threads)?;
+    gauge(enc, START_TIME, "Start time of the process since unix epoch in seconds.", p.start_time_seconds)
 }
 
 #[cfg(test)]
