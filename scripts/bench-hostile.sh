@@ -16,31 +16,17 @@ cd "$(dirname "$0")/.."
 secs=${1:-10}
 per_kind=${2:-32}
 rounds=${3:-3}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench-daemon.sh
 tcp=127.0.0.1:$(port); http=127.0.0.1:$(port); syslog=127.0.0.1:$(port); admin=127.0.0.1:$(port)
-cat > "$work/sluice.toml" <<EOF
-data_dir = "$work/data"
-[sources.tcp]
-address = "$tcp"
+start_daemon "[sources.tcp]
+address = \"$tcp\"
 [sources.http]
-address = "$http"
+address = \"$http\"
 [sources.syslog_tcp]
-address = "$syslog"
+address = \"$syslog\"
 workspace = 1
 [admin]
-address = "$admin"
-EOF
-key=$("$bin" apikeys create --data-dir "$work/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
-"$bin" serve --config "$work/sluice.toml" 2> "$work/daemon.log" &
-pid=$!
-for _ in $(seq 100); do grep -q "sluice is ready" "$work/daemon.log" && break; sleep 0.1; done
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-ticks=$(getconf CLK_TCK)
-lscpu | grep -E "Model name|^CPU\(s\)"
+address = \"$admin\""
 run() {
     local before after line
     before=$(cpu)

@@ -16,20 +16,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-20}
 scrapes=${2:-2000}
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release/sluice
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source scripts/bench-daemon.sh
 tcp=127.0.0.1:$(port); admin=127.0.0.1:$(port)
-printf 'data_dir = "%s"\n[sources.tcp]\naddress = "%s"\n[admin]\naddress = "%s"\n' "$work/data" "$tcp" "$admin" > "$work/sluice.toml"
-key=$("$bin" apikeys create --data-dir "$work/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
-"$bin" serve --config "$work/sluice.toml" 2> "$work/daemon.log" &
-pid=$!
-for _ in $(seq 100); do grep -q "sluice is ready" "$work/daemon.log" && break; sleep 0.1; done
-cpu() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-ticks=$(getconf CLK_TCK)
-lscpu | grep -E "Model name|^CPU\(s\)"
+start_daemon "$(printf '[sources.tcp]\naddress = "%s"\n[admin]\naddress = "%s"' "$tcp" "$admin")"
 run() { # label, extra bench args...
     local label=$1 before after
     shift
