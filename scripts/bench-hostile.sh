@@ -34,8 +34,7 @@ run() {
     sleep 1
     after=$(cpu)
     echo "$1: $line"
-    python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('  daemon CPU per acked event: %.2f us' % ((int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4])*1e6/d['events']))" \
-        "$line" "$after" "$before" "$ticks"
+    per_event "$line" "$before" "$after"
 }
 for round in $(seq "$rounds"); do
     run "round $round alone"

@@ -29,8 +29,7 @@ run() { # label, extra bench args...
     sleep 1
     after=$(cpu)
     echo "$label: $last"
-    python3 -c "import json,sys; d=json.loads(sys.argv[1]); print('  daemon CPU per acked event: %.2f us' % ((int(sys.argv[2])-int(sys.argv[3]))/int(sys.argv[4])*1e6/d['events']))" \
-        "$last" "$after" "$before" "$ticks"
+    per_event "$last" "$before" "$after"
     cat "$work/top.txt"
 }
 run "full load"
