@@ -19,7 +19,7 @@ start_daemon() {
     key=$("$bin" apikeys create --data-dir "$work/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
     "$bin" serve --config "$work/sluice.toml" 2> "$work/daemon.log" &
     pid=$!
-    for _ in $(seq 100); do grep -q "sluice is ready" "$work/daemon.log" && break; sleep 0.1; done
+    for _ in $(seq 100); do grep -qs "sluice is ready" "$work/daemon.log" && break; sleep 0.1; done
     lscpu | grep -E "Model name|^CPU\(s\)"
 }
 per_event() {
