@@ -52,7 +52,8 @@ impl Scrape {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListenerRow {
     pub name: String,
-    pub events_per_sec: f64,
+    /// `None` for a listener that takes no events (admin).
+    pub events_per_sec: Option<f64>,
     pub bytes_per_sec: f64,
     /// `None` for a listener without connections (UDP).
     pub connections: Option<f64>,
@@ -112,7 +113,9 @@ pub fn view(before: &Scrape, now: &Scrape) -> View {
             let (ack_p50, ack_p99) = quantiles("sluice_ack_duration_seconds", &f);
             ListenerRow {
                 name: l.to_owned(),
-                events_per_sec: rate("sluice_events_received_total", &f),
+                events_per_sec: now
+                    .has("sluice_events_received_total", &f)
+                    .then(|| rate("sluice_events_received_total", &f)),
                 bytes_per_sec: rate("sluice_bytes_received_total", &f),
                 connections: now.has("sluice_connections_open", &f).then(|| now.sum("sluice_connections_open", &f)),
                 refused_per_sec: rate("sluice_frames_refused_total", &f),
@@ -229,7 +232,7 @@ mod tests {
         let v = view(&a, &b);
         assert_eq!(v.listeners.len(), 2);
         let tcp = v.listeners.iter().find(|l| l.name == "tcp").unwrap();
-        assert_eq!((tcp.events_per_sec, tcp.bytes_per_sec, tcp.connections), (10.0, 100.0, Some(4.0)));
+        assert_eq!((tcp.events_per_sec, tcp.bytes_per_sec, tcp.connections), (Some(10.0), 100.0, Some(4.0)));
         assert!(tcp.ack_p50.unwrap() > 0.0 && tcp.ack_p99.unwrap() <= 0.01);
         let udp = v.listeners.iter().find(|l| l.name == "syslog_udp").unwrap();
         assert_eq!((udp.connections, udp.ack_p50), (None, None));

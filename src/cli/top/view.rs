@@ -70,7 +70,7 @@ fn listener_table(v: &View) -> Table<'static> {
     let rows = v.listeners.iter().map(|l| {
         Row::new(vec![
             l.name.clone(),
-            count(l.events_per_sec),
+            l.events_per_sec.map_or("-".into(), count),
             bytes(l.bytes_per_sec),
             l.connections.map_or("-".into(), count),
             count(l.refused_per_sec),
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn draws_every_listener_and_stage() {
         let view = View {
-            listeners: vec![ListenerRow { name: "tcp".into(), events_per_sec: 512_000.0, ..Default::default() }],
+            listeners: vec![ListenerRow { name: "tcp".into(), events_per_sec: Some(512_000.0), ..Default::default() }],
             stages: vec![("commit".into(), Some(0.0004), Some(0.002))],
             ..Default::default()
         };
