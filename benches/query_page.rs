@@ -99,19 +99,7 @@ fn store() -> (PathBuf, Option<tempfile::TempDir>) {
 }
 
 fn query(workspace: u32) -> Query {
-    Query {
-        workspace,
-        since: None,
-        from_ms: None,
-        to_ms: None,
-        listener: None,
-        kind: None,
-        text: None,
-        limit: PAGE,
-        order: Order::Asc,
-        cursor: None,
-        max_scan_rows: 100_000,
-    }
+    Query::unfiltered(workspace, PAGE, 100_000)
 }
 
 fn query_page(c: &mut Criterion) {

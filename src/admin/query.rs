@@ -78,19 +78,7 @@ pub(super) fn parse(raw: &str, workspace: u32, max_scan_rows: u64) -> Result<Que
 
 /// A query on `workspace` with no filter yet: ascending, from the start.
 pub(super) fn unfiltered(workspace: u32, max_scan_rows: u64) -> Query {
-    Query {
-        workspace,
-        since: None,
-        from_ms: None,
-        to_ms: None,
-        listener: None,
-        kind: None,
-        text: None,
-        limit: DEFAULT_LIMIT,
-        order: Order::Asc,
-        cursor: None,
-        max_scan_rows,
-    }
+    Query::unfiltered(workspace, DEFAULT_LIMIT, max_scan_rows)
 }
 
 /// The `key=value` pairs of a query string, values percent-decoded.

@@ -48,7 +48,7 @@ use crate::pipeline::Pipeline;
 use crate::record::tag;
 use crate::source::tcp::{TcpContext, serve};
 use crate::store::fault::{self, Disk};
-use crate::store::query::{EventsHandle, Order, Query, Sink};
+use crate::store::query::{EventsHandle, Query, Sink};
 use crate::store::reader::StoredEvent;
 use crate::store::writer::{Opener, Writer, WriterConfig};
 
@@ -401,19 +401,7 @@ impl Sink for Names {
 
 fn check_store(dir: &std::path::Path, model: &Model) {
     let events = EventsHandle::open(dir, 1 << 20).expect("reopen events.redb");
-    let q = Query {
-        workspace: WORKSPACE,
-        since: None,
-        from_ms: None,
-        to_ms: None,
-        listener: None,
-        kind: None,
-        text: None,
-        limit: usize::MAX,
-        order: Order::Asc,
-        cursor: None,
-        max_scan_rows: u64::MAX,
-    };
+    let q = Query::unfiltered(WORKSPACE, usize::MAX, u64::MAX);
     let mut names = Names(Vec::new());
     events.snapshot().expect("snapshot").stream(&q, &mut names).expect("scan");
     let mut copies: HashMap<String, Vec<u64>> = HashMap::new();

@@ -280,6 +280,26 @@ pub struct Query {
     pub max_scan_rows: u64,
 }
 
+impl Query {
+    /// Every event of `workspace`, ascending from the start, `limit` a page,
+    /// looking at no more than `max_scan_rows` rows for a filter.
+    pub fn unfiltered(workspace: u32, limit: usize, max_scan_rows: u64) -> Query {
+        Query {
+            workspace,
+            since: None,
+            from_ms: None,
+            to_ms: None,
+            listener: None,
+            kind: None,
+            text: None,
+            limit,
+            order: Order::Asc,
+            cursor: None,
+            max_scan_rows,
+        }
+    }
+}
+
 /// One page of results.
 #[derive(Debug, Default)]
 pub struct Page<T> {
@@ -582,19 +602,7 @@ mod tests {
     }
 
     fn query() -> Query {
-        Query {
-            workspace: 1,
-            since: None,
-            from_ms: None,
-            to_ms: None,
-            listener: None,
-            kind: None,
-            text: None,
-            limit: 25,
-            order: Order::Asc,
-            cursor: None,
-            max_scan_rows: 1_000_000,
-        }
+        Query::unfiltered(1, 25, 1_000_000)
     }
 
     fn seqs(p: &Page<Value>) -> Vec<u64> {

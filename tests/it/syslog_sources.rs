@@ -232,7 +232,7 @@ fn bom_is_stripped_invalid_utf8_kept_and_unparsable_messages_stored() {
 /// The raw bytes of every stored event of `workspace`, read offline through
 /// the query engine.
 fn stored_raws(data: &std::path::Path, workspace: u32) -> Vec<Vec<u8>> {
-    use sluice::store::query::{EventsHandle, Order, Query, Sink};
+    use sluice::store::query::{EventsHandle, Query, Sink};
     use sluice::store::reader::StoredEvent;
     struct Raws(Vec<Vec<u8>>);
     impl Sink for Raws {
@@ -241,19 +241,7 @@ fn stored_raws(data: &std::path::Path, workspace: u32) -> Vec<Vec<u8>> {
             true
         }
     }
-    let q = Query {
-        workspace,
-        since: None,
-        from_ms: None,
-        to_ms: None,
-        listener: None,
-        kind: None,
-        text: None,
-        limit: 1000,
-        order: Order::Asc,
-        cursor: None,
-        max_scan_rows: u64::MAX,
-    };
+    let q = Query::unfiltered(workspace, 1000, u64::MAX);
     let mut raws = Raws(Vec::new());
     EventsHandle::open(data, 1 << 20).unwrap().snapshot().unwrap().stream(&q, &mut raws).unwrap();
     raws.0
