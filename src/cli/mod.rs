@@ -225,4 +225,9 @@ pub struct TcpBenchArgs {
     /// Use sluice's acked mode and count only acknowledged events.
     #[arg(long)]
     pub acked: bool,
+    /// Acked batches in flight per connection (1..=1024). Enough of them
+    /// cover the ack latency: at 1.7M events/s and ~6 ms per ack, 8 batches
+    /// of 500 on each of 4 connections keep the pipe full (docs/bench.md).
+    #[arg(long, default_value_t = 8)]
+    pub window: usize,
 }

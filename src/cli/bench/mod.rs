@@ -89,8 +89,6 @@ use crate::client::{AckedClient, ClientError, parse_key};
 use crate::codec::ack::{Ack, Status};
 use crate::codec::frame::ACKED_HEADER_LEN;
 
-/// Acked batches in flight per connection.
-const WINDOW: usize = 8;
 /// How long to wait for outstanding acks once sending has stopped.
 const DRAIN: Duration = Duration::from_secs(5);
 /// The six ack statuses, indexed by their wire value.
@@ -147,6 +145,8 @@ struct Settings {
     /// Events per second per connection.
     rate_per_connection: Option<f64>,
     acked: bool,
+    /// Acked batches in flight per connection.
+    window: usize,
     /// How long to wait for outstanding acks after the run.
     drain: Duration,
 }
@@ -169,6 +169,9 @@ impl Settings {
         if a.rate == Some(0) {
             bail!("--rate must be positive");
         }
+        if a.window == 0 || a.window > 1024 {
+            bail!("--window must be 1..=1024, not {}", a.window);
+        }
         Ok(Settings {
             addr: a.addr.clone(),
             key,
@@ -178,6 +181,7 @@ impl Settings {
             duration: Duration::from_secs_f64(a.duration),
             rate_per_connection: a.rate.map(|r| r as f64 / a.connections as f64),
             acked: a.acked,
+            window: a.window,
             drain: DRAIN,
         })
     }
@@ -342,6 +346,8 @@ struct Pacer {
     interval: Option<Duration>,
     /// When the next batch may go.
     next: Instant,
+    /// Batches it may catch up by after a stall (the window).
+    catch_up: u32,
 }
 
 impl Pacer {
@@ -349,7 +355,7 @@ impl Pacer {
         let interval = s.rate_per_connection.map(|r| Duration::from_secs_f64(s.batch_size as f64 / r));
         // Stagger the connections so their batches do not all go at once.
         let offset = interval.map_or(Duration::ZERO, |i| i.mul_f64(connection as f64 / s.connections as f64));
-        Pacer { interval, next: start + offset }
+        Pacer { interval, next: start + offset, catch_up: s.window as u32 }
     }
 
     fn ready(&self, now: Instant) -> bool {
@@ -357,13 +363,13 @@ impl Pacer {
     }
 
     /// Accounts for one batch sent at `now`. After a stall it may catch up
-    /// by at most `WINDOW` batches, not by everything it missed.
+    /// by at most a window of batches, not by everything it missed.
     fn advance(&mut self, now: Instant) {
         let Some(interval) = self.interval else {
             return;
         };
         self.next += interval;
-        if let Some(floor) = now.checked_sub(interval * WINDOW as u32)
+        if let Some(floor) = now.checked_sub(interval * self.catch_up)
             && self.next < floor
         {
             self.next = floor;
@@ -409,7 +415,7 @@ impl Connection {
 
     async fn run_acked(&mut self) -> Result<(), ClientError> {
         let mut client = AckedClient::connect(&self.settings.addr).await?;
-        let mut inflight: VecDeque<Inflight> = VecDeque::with_capacity(WINDOW);
+        let mut inflight: VecDeque<Inflight> = VecDeque::with_capacity(self.settings.window);
         let result = self.acked_loop(&mut client, &mut inflight).await;
         if let Err(ClientError::Io(_)) = &result {
             self.salvage_acks(&mut client, &mut inflight).await;
@@ -432,7 +438,7 @@ impl Connection {
         }
     }
 
-    /// Sends paced batches with up to `WINDOW` in flight until the time is
+    /// Sends paced batches with up to `--window` in flight until the time is
     /// up, then waits (bounded) for the outstanding acks.
     async fn acked_loop(
         &mut self,
@@ -448,8 +454,9 @@ impl Connection {
             if !sending && drain_until.is_none() {
                 drain_until = Some(now + self.settings.drain);
             }
-            if sending && inflight.len() < WINDOW && self.pacer.ready(now) {
-                while inflight.len() < WINDOW && self.pacer.ready(Instant::now()) {
+            let window = self.settings.window;
+            if sending && inflight.len() < window && self.pacer.ready(now) {
+                while inflight.len() < window && self.pacer.ready(Instant::now()) {
                     batch.clear();
                     self.generator.batch_into(&mut batch, &self.settings.key, next_id, self.settings.batch_size);
                     let sent = Instant::now();
@@ -467,7 +474,7 @@ impl Connection {
             // Wake for the next paced batch, the end of the run, or give up draining.
             let wake = match drain_until {
                 Some(until) => until,
-                None if inflight.len() < WINDOW && self.pacer.interval.is_some() => self.pacer.next.min(self.deadline),
+                None if inflight.len() < window && self.pacer.interval.is_some() => self.pacer.next.min(self.deadline),
                 None => self.deadline,
             };
             tokio::select! {
@@ -557,7 +564,7 @@ mod tests {
     }
 
     /// A fake raw TCP source: answers acked frames per `mode` and counts
-    /// Tell frames.
+    /// Tell frames (and, when silent, the acked frames it leaves unanswered).
     async fn fake_server(mode: Mode) -> (String, Arc<AtomicU64>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -572,7 +579,9 @@ mod tests {
                     let mut acked = 0;
                     loop {
                         match decoder.decode(&mut buf).unwrap() {
-                            Some(Frame::Acked { .. }) if mode == Mode::Silent => {}
+                            Some(Frame::Acked { .. }) if mode == Mode::Silent => {
+                                counter.fetch_add(1, Ordering::Relaxed);
+                            }
                             Some(Frame::Acked { header, batch }) => {
                                 crate::codec::tell::decode_batch(&batch).expect("a valid Tell batch");
                                 let ack =
@@ -613,6 +622,7 @@ mod tests {
             duration: 0.3,
             rate: None,
             acked,
+            window: 8,
         })
         .unwrap()
     }
@@ -686,6 +696,16 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn no_more_than_the_window_is_in_flight() {
+        let (addr, unanswered) = fake_server(Mode::Silent).await;
+        let mut s = settings(&addr, true);
+        (s.window, s.duration, s.drain) = (3, Duration::from_millis(300), Duration::from_millis(100));
+        let _ = bench(&s).await;
+        // Two connections, three batches each, none ever answered.
+        assert_eq!(unanswered.load(Ordering::Relaxed), 6);
+    }
+
+    #[tokio::test]
     async fn connection_refused_fails_with_zero_events() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
@@ -707,6 +727,7 @@ mod tests {
             duration: 1.0,
             rate: None,
             acked: true,
+            window: 8,
         };
         assert!(Settings::from_args(&args).is_err());
         args.key = "000102030405060708090a0b0c0d0e0f".to_owned();
@@ -716,6 +737,8 @@ mod tests {
             TcpBenchArgs { batch_size: 0, ..args.clone() },
             TcpBenchArgs { duration: f64::NAN, ..args.clone() },
             TcpBenchArgs { rate: Some(0), ..args.clone() },
+            TcpBenchArgs { window: 0, ..args.clone() },
+            TcpBenchArgs { window: 1025, ..args.clone() },
         ] {
             assert!(Settings::from_args(&bad).is_err(), "{bad:?}");
         }
