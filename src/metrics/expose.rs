@@ -135,10 +135,10 @@ fn load(a: &AtomicU64) -> u64 {
 
 impl Collect {
     fn listeners(&self, enc: &mut DescriptorEncoder<'_>, sources: &[(String, Arc<SourceMetrics>)]) -> Result {
-        use MetricType::{Counter, Gauge, Histogram as Hist};
+        use MetricType::{Counter, Gauge};
         let ingest = ListenerKind::ingests;
         let all = |_| true;
-        let plain: [PerListener; 10] = [
+        let plain: [PerListener; 9] = [
             (EVENTS_RECEIVED, "Events received (before the commit).", Counter, ingest, |s| load(&s.events_received)),
             (BYTES_RECEIVED, "Bytes read from the network.", Counter, all, |s| load(&s.bytes_received)),
             (CONNECTIONS_OPEN, "Connections open now.", Gauge, ListenerKind::has_connections, |s| {
@@ -182,13 +182,6 @@ impl Collect {
                 |k| k == ListenerKind::SyslogUdp,
                 |s| load(&s.kernel_drops),
             ),
-            (
-                ACK_SECONDS,
-                "First byte of an acknowledged batch (or request) to its answer written.",
-                Hist,
-                ListenerKind::acks,
-                |_| 0,
-            ),
         ];
         for (name, help, kind, applies, get) in plain {
             per_listener(enc, sources, (name, help, kind), applies, |f, listener, s| {
@@ -196,11 +189,19 @@ impl Collect {
                 let mut f = f.encode_family(&labels)?;
                 match kind {
                     Counter => f.encode_counter::<NoLabelSet, _, u64>(&get(s), None),
-                    Gauge => f.encode_gauge(&get(s)),
-                    _ => histogram(&mut f, &s.ack_seconds),
+                    _ => f.encode_gauge(&get(s)),
                 }
             })?;
         }
+        let ack = (
+            ACK_SECONDS,
+            "First byte of an acknowledged batch (or request) to its answer written.",
+            MetricType::Histogram,
+        );
+        per_listener(enc, sources, ack, ListenerKind::acks, |f, listener, s| {
+            let labels = [("listener", listener)];
+            histogram(&mut f.encode_family(&labels)?, &s.ack_seconds)
+        })?;
         let refusals = (FRAMES_REFUSED, "Frames, requests or messages refused, by reason.", Counter);
         per_listener(
             enc,
