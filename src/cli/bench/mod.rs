@@ -68,7 +68,7 @@ pub mod http;
 pub mod login;
 mod syslog;
 pub mod tail;
-mod workload;
+pub mod workload;
 
 use std::collections::VecDeque;
 use std::io;
