@@ -276,7 +276,7 @@ async fn bench(s: &Settings) -> (Report, anyhow::Result<()>) {
         s.addr,
         s.batch_size,
         s.event_bytes,
-        pool.len(),
+        pool.distinct_bodies(),
         if s.acked { "acked" } else { "plain Tell frames" },
         s.duration.as_secs_f64(),
         s.rate_per_connection.map_or("unlimited".to_owned(), |r| format!("{:.0} events/s", r * s.connections as f64)),

@@ -612,7 +612,7 @@ impl Pool {
     }
 
     /// Number of distinct bodies.
-    pub fn len(&self) -> usize {
+    pub fn distinct_bodies(&self) -> usize {
         self.entries.len()
     }
 }
