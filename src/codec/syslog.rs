@@ -100,26 +100,22 @@ pub struct SyslogFields {
 pub fn parse(raw: &[u8], received_at_ms: u64, zone: Zone) -> SyslogFields {
     let text = String::from_utf8_lossy(raw);
     let received = Utc.timestamp_millis_opt(received_at_ms as i64).single().unwrap_or_default();
-    let parsed = match zone {
-        Zone::Utc => parse_in(&text, received, Utc),
-        Zone::Fixed(o) => parse_in(&text, received, o),
-        Zone::Named(tz) => parse_in(&text, received, tz),
+    let parse_text = |text: &str| {
+        let parsed = match zone {
+            Zone::Utc => parse_in(text, received, Utc),
+            Zone::Fixed(o) => parse_in(text, received, o),
+            Zone::Named(tz) => parse_in(text, received, tz),
+        };
+        parsed.map(fields)
     };
-    if let Some(m) = parsed {
-        return fields(m);
+    if let Some(f) = parse_text(&text) {
+        return f;
     }
     // An RFC 5424 message cut inside its structured data (truncated at
     // `max_message_bytes`) still has a whole header: parse that, with the
     // cut SD as the message.
-    if let Some(text) = header_with_cut_sd(&text) {
-        let parsed = match zone {
-            Zone::Utc => parse_in(&text, received, Utc),
-            Zone::Fixed(o) => parse_in(&text, received, o),
-            Zone::Named(tz) => parse_in(&text, received, tz),
-        };
-        if let Some(m) = parsed {
-            return fields(m);
-        }
+    if let Some(f) = header_with_cut_sd(&text).and_then(|cut| parse_text(&cut)) {
+        return f;
     }
     unparsed(&text)
 }

@@ -15,24 +15,25 @@ pub struct Scrape {
 }
 
 impl Scrape {
+    /// The series of `name` whose labels include `filter`.
+    fn matching<'a>(&'a self, name: &'a str, filter: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Series> {
+        self.series.iter().filter(move |s| s.name == name && filter.iter().all(|(k, v)| s.label(k) == Some(v)))
+    }
+
     /// Sum of `name` over the series whose labels include `filter`.
     fn sum(&self, name: &str, filter: &[(&str, &str)]) -> f64 {
-        self.series
-            .iter()
-            .filter(|s| s.name == name && filter.iter().all(|(k, v)| s.label(k) == Some(v)))
-            .map(|s| s.value)
-            .sum()
+        self.matching(name, filter).map(|s| s.value).sum()
     }
 
     fn has(&self, name: &str, filter: &[(&str, &str)]) -> bool {
-        self.series.iter().any(|s| s.name == name && filter.iter().all(|(k, v)| s.label(k) == Some(v)))
+        self.matching(name, filter).next().is_some()
     }
 
     /// `(upper bound, cumulative count)` of a histogram's buckets.
     fn buckets(&self, name: &str, filter: &[(&str, &str)]) -> Vec<(f64, f64)> {
         let bucket = format!("{name}_bucket");
         let mut out: Vec<(f64, f64)> = Vec::new();
-        for s in self.series.iter().filter(|s| s.name == bucket && filter.iter().all(|(k, v)| s.label(k) == Some(v))) {
+        for s in self.matching(&bucket, filter) {
             let Some(le) =
                 s.label("le").and_then(|le| if le == "+Inf" { Some(f64::INFINITY) } else { le.parse().ok() })
             else {
