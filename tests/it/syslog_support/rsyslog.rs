@@ -16,7 +16,9 @@ pub struct Rsyslog {
 }
 
 impl Rsyslog {
-    /// Starts `rsyslogd -n` with `body` after a global block; waits for every input socket in `sockets`.
+    /// Starts `rsyslogd -n` with `body` after a global block; waits until
+    /// every input socket in `sockets` accepts connections (the socket file
+    /// exists from `bind`, before `listen`: a connect then is refused).
     pub fn start(dir: &Path, body: &str, sockets: &[PathBuf]) -> Rsyslog {
         let work = dir.join("work");
         std::fs::create_dir_all(&work).expect("rsyslog work dir");
@@ -40,7 +42,7 @@ impl Rsyslog {
             .expect("run rsyslogd (apt-get install rsyslog)");
         let r = Rsyslog { child: Some(child), dir: dir.to_path_buf() };
         let deadline = Instant::now() + START_TIMEOUT;
-        while !sockets.iter().all(|s| s.exists()) {
+        while !sockets.iter().all(|s| UnixStream::connect(s).is_ok()) {
             assert!(Instant::now() < deadline, "rsyslogd did not open its inputs; log:\n{}", r.log());
             std::thread::sleep(Duration::from_millis(50));
         }
