@@ -4,7 +4,7 @@
 //!   events of about 200 bytes on the wire as the SDK encodes them: one
 //!   repeated payload, and the `sluice bench` workload's distinct ones;
 //! - `chunk_encode`: that workload batch's records encoded as one stored
-//!   chunk (LZ4), what `ChunkBuilder::seal` does per frame. The ratio of
+//!   chunk (zstd), what `ChunkBuilder::seal` does per frame. The ratio of
 //!   chunk to wire bytes is printed once.
 
 use std::hint::black_box;

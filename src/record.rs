@@ -106,6 +106,20 @@ pub mod flag {
     pub const UNPARSED: u8 = 2;
 }
 
+/// A position in a [`BlockBuilder`]: its finished records at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    len: usize,
+    count: u32,
+}
+
+impl Mark {
+    /// Finished records at the mark.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+}
+
 /// Appends records into one contiguous block.
 ///
 /// A record is opened with [`begin`](Self::begin), filled with fields and
@@ -203,6 +217,18 @@ impl BlockBuilder {
     pub fn finish(mut self) -> (Vec<u8>, u32) {
         self.abandon();
         (self.buf, self.count)
+    }
+
+    /// Where the block stands now, to [`rollback`](Self::rollback) to.
+    pub fn mark(&self) -> Mark {
+        Mark { len: self.finished().len(), count: self.count }
+    }
+
+    /// Drops everything appended since `mark` was taken (an open record too).
+    pub fn rollback(&mut self, mark: Mark) {
+        self.open = None;
+        self.buf.truncate(mark.len);
+        self.count = mark.count;
     }
 
     /// Empties the builder for reuse, keeping its allocation.

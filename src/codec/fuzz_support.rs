@@ -35,7 +35,7 @@ const LARGE_MAX_FRAME: u32 = 1 << 20;
 /// When it is set: small, so that oversized frames get skipped too.
 const SMALL_MAX_FRAME: u32 = 256;
 /// Output may exceed input by this factor (plus [`AMPLIFICATION_SLACK`]):
-/// the verifier's apparent-size limit bounds it near 4.
+/// the Tell reader's work limit (2 per input byte) bounds it near 4.
 const AMPLIFICATION_FACTOR: usize = 8;
 const AMPLIFICATION_SLACK: usize = 256 << 10;
 

@@ -28,9 +28,9 @@
 //!
 //! - `tell-encoding` aligns tables to 4 bytes only, so its 8-byte scalars
 //!   (`batch_id`, timestamps, metric values, histograms) sit at offsets that
-//!   are 4 mod 8. The stock flatbuffers verifier rejects those as unaligned,
-//!   so 8-byte scalars are read through `fb::LeU64` / `fb::LeF64`, which
-//!   check bounds but not alignment (reads are byte copies either way).
+//!   are 4 mod 8, and the histogram's vtable at any offset. The stock
+//!   flatbuffers verifier rejects those as unaligned; [`fb`] checks bounds,
+//!   not alignment (reads are byte copies either way).
 //! - Strings are read as byte vectors, so invalid UTF-8 is accepted and
 //!   stored as sent (the record format keeps bytes; readers show them
 //!   lossily), and a missing NUL terminator is not an error either.
@@ -39,35 +39,24 @@
 //! bytes, and another length is kept rather than refusing the whole batch.
 //!
 //! Absent scalars take their schema default (0; the SDK always writes them).
-//! Absent optional strings and vectors produce no field at all.
+//! Absent optional strings and vectors produce no field at all. Fields that
+//! are never stored (`source_ip`, `int_labels`) are never read, so never
+//! checked either.
 //!
-//! Decoding is two-step: [`decode_batch`] verifies only the envelope (cheap;
-//! enough to check the key before touching the payload), [`append_items`]
-//! verifies the whole payload first and only then appends, so appending can
-//! no longer fail half-way and a bad batch leaves the block untouched.
+//! Decoding is two-step and reads every byte once: [`decode_batch`] reads
+//! only the envelope (enough to check the key before touching the payload);
+//! [`append_items`] reads the payload, bounds-checking each offset as it
+//! follows it (see [`fb`] for the limits), and on any error takes back what
+//! it appended, so a bad batch leaves the block untouched.
 
-use flatbuffers::{InvalidFlatbuffer, VerifierOptions};
 use thiserror::Error;
 
 use crate::record::{BlockBuilder, Kind, tag};
 
+pub use fb::Malformed;
+
 /// Length of a Tell API key (streaming key) in bytes.
 pub const API_KEY_LEN: usize = 16;
-
-/// Deepest nesting a valid payload has: MetricData → MetricEntry → Histogram
-/// → Bucket is 4; the rest is headroom for schema growth.
-const MAX_DEPTH: usize = 8;
-/// Verification work allowed per input byte. An honest buffer's "apparent
-/// size" (every table, vector and scalar visited, vtables once per table) is
-/// at most about 1.3× its length (measured; bucket-heavy histograms are the
-/// worst); a buffer whose offsets point many times at the same bytes expands
-/// beyond that, and would also expand the output.
-const APPARENT_SIZE_PER_BYTE: usize = 2;
-/// Floor for the apparent-size limit, so tiny buffers are not judged by ratio.
-const MIN_APPARENT_SIZE: usize = 64 << 10;
-/// A table costs at least 8 bytes of input (its offset slot and its vtable
-/// offset), so an honest buffer never holds more than `len / 8` tables.
-const MIN_BYTES_PER_TABLE: usize = 8;
 
 /// What a batch's `data` holds (`schema_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +101,7 @@ pub struct BatchView<'a> {
     pub data: &'a [u8],
 }
 
-/// Which buffer failed verification.
+/// Which buffer is malformed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     /// The `Batch` envelope.
@@ -128,10 +117,10 @@ pub enum Part {
 #[non_exhaustive]
 pub enum TellError {
     #[error("malformed Tell batch ({part:?}): {source}")]
-    Verify {
+    Malformed {
         part: Part,
         #[source]
-        source: InvalidFlatbuffer,
+        source: Malformed,
     },
     #[error("Tell api key is {len} bytes, expected {API_KEY_LEN}")]
     BadKeyLength { len: usize },
@@ -139,31 +128,78 @@ pub enum TellError {
     UnsupportedSchema { schema: u8 },
 }
 
-/// Verification limits for a buffer of `len` bytes: proportional to the
-/// input, so verification time and output size stay linear in it.
-fn verifier_options(len: usize) -> VerifierOptions {
-    VerifierOptions {
-        max_depth: MAX_DEPTH,
-        max_tables: len / MIN_BYTES_PER_TABLE + 16,
-        max_apparent_size: len.saturating_mul(APPARENT_SIZE_PER_BYTE).max(MIN_APPARENT_SIZE),
-        ignore_missing_null_terminator: true,
+/// Field ids of the tables read here (their order in the schema above).
+mod field {
+    pub mod batch {
+        pub const API_KEY: usize = 0;
+        pub const SCHEMA_TYPE: usize = 1;
+        pub const VERSION: usize = 2;
+        pub const BATCH_ID: usize = 3;
+        pub const DATA: usize = 4;
+    }
+    /// `events`, `logs` and `metrics` of EventData, LogData and MetricData.
+    pub const ITEMS: usize = 0;
+    pub mod event {
+        pub const EVENT_TYPE: usize = 0;
+        pub const TIMESTAMP: usize = 1;
+        pub const SERVICE: usize = 2;
+        pub const DEVICE_ID: usize = 3;
+        pub const SESSION_ID: usize = 4;
+        pub const EVENT_NAME: usize = 5;
+        pub const PAYLOAD: usize = 6;
+    }
+    pub mod log {
+        pub const EVENT_TYPE: usize = 0;
+        pub const SESSION_ID: usize = 1;
+        pub const LEVEL: usize = 2;
+        pub const TIMESTAMP: usize = 3;
+        pub const SOURCE: usize = 4;
+        pub const SERVICE: usize = 5;
+        pub const PAYLOAD: usize = 6;
+    }
+    pub mod metric {
+        pub const METRIC_TYPE: usize = 0;
+        pub const TIMESTAMP: usize = 1;
+        pub const NAME: usize = 2;
+        pub const VALUE: usize = 3;
+        pub const SOURCE: usize = 4;
+        pub const SERVICE: usize = 5;
+        pub const LABELS: usize = 6;
+        pub const TEMPORALITY: usize = 7;
+        pub const HISTOGRAM: usize = 8;
+        pub const SESSION_ID: usize = 9;
+    }
+    pub mod label {
+        pub const KEY: usize = 0;
+        pub const VALUE: usize = 1;
+    }
+    pub mod histogram {
+        pub const COUNT: usize = 0;
+        pub const SUM: usize = 1;
+        pub const BUCKETS: usize = 2;
+        pub const MIN: usize = 3;
+        pub const MAX: usize = 4;
+    }
+    pub mod bucket {
+        pub const UPPER_BOUND: usize = 0;
+        pub const COUNT: usize = 1;
     }
 }
 
-/// Verifies the envelope only (cheap): key, schema, id, data slice.
+/// Reads the envelope only (cheap): key, schema, id, data slice.
 pub fn decode_batch(buf: &[u8]) -> Result<BatchView<'_>, TellError> {
-    let opts = verifier_options(buf.len());
-    let batch = flatbuffers::root_with_opts::<fb::Batch>(&opts, buf)
-        .map_err(|source| TellError::Verify { part: Part::Envelope, source })?;
-    let key = batch.api_key().unwrap_or_default();
+    let malformed = |source| TellError::Malformed { part: Part::Envelope, source };
+    let buffer = fb::Buffer::new(buf);
+    let batch = buffer.root().map_err(malformed)?;
+    let read = || -> Result<_, Malformed> {
+        use field::batch::*;
+        let key = batch.required_bytes(API_KEY, "api_key")?;
+        let data = batch.required_bytes(DATA, "data")?;
+        Ok((key, batch.u8(SCHEMA_TYPE)?, batch.u8(VERSION)?, batch.u64(BATCH_ID)?, data))
+    };
+    let (key, schema, version, batch_id, data) = read().map_err(malformed)?;
     let api_key = key.try_into().map_err(|_| TellError::BadKeyLength { len: key.len() })?;
-    Ok(BatchView {
-        api_key,
-        schema: Schema::from_u8(batch.schema_type()),
-        version: batch.version(),
-        batch_id: batch.batch_id(),
-        data: batch.data().unwrap_or_default(),
-    })
+    Ok(BatchView { api_key, schema: Schema::from_u8(schema), version, batch_id, data })
 }
 
 /// Reads the api key from the first bytes of a `Batch` whose rest has not
@@ -208,34 +244,29 @@ pub fn peek_api_key(prefix: &[u8]) -> Option<[u8; API_KEY_LEN]> {
 /// `out` is exactly as before the call. Returns the number of records
 /// appended.
 pub fn append_items(view: &BatchView<'_>, received_at_ms: u64, out: &mut BlockBuilder) -> Result<u32, TellError> {
-    let before = out.count();
-    let opts = verifier_options(view.data.len());
-    let verify = |source| TellError::Verify { part: Part::Data, source };
-    match view.schema {
-        Schema::Event => {
-            let data = flatbuffers::root_with_opts::<fb::EventData>(&opts, view.data).map_err(verify)?;
-            for event in data.events().into_iter().flatten() {
-                append_event(event, received_at_ms, out);
-            }
-        }
-        Schema::Log => {
-            let data = flatbuffers::root_with_opts::<fb::LogData>(&opts, view.data).map_err(verify)?;
-            for log in data.logs().into_iter().flatten() {
-                append_log(log, received_at_ms, out);
-            }
-        }
-        Schema::Metric => {
-            let data = flatbuffers::root_with_opts::<fb::MetricData>(&opts, view.data).map_err(verify)?;
-            // One scratch buffer for every histogram of the batch; it only
-            // allocates if a histogram is present.
-            let mut scratch = Vec::new();
-            for metric in data.metrics().into_iter().flatten() {
-                append_metric(metric, received_at_ms, out, &mut scratch);
-            }
-        }
+    let append: fn(fb::Table<'_, '_>, u64, &mut BlockBuilder, &mut Vec<u8>) -> Result<(), Malformed> = match view.schema
+    {
+        Schema::Event => append_event,
+        Schema::Log => append_log,
+        Schema::Metric => append_metric,
         Schema::Other(schema) => return Err(TellError::UnsupportedSchema { schema }),
+    };
+    let mark = out.mark();
+    let buffer = fb::Buffer::new(view.data);
+    // One scratch buffer for every histogram of the batch; it only
+    // allocates if a histogram is present.
+    let mut scratch = Vec::new();
+    let mut read = || -> Result<(), Malformed> {
+        for item in buffer.root()?.required_tables(field::ITEMS, "items")? {
+            append(item?, received_at_ms, out, &mut scratch)?;
+        }
+        Ok(())
+    };
+    if let Err(source) = read() {
+        out.rollback(mark);
+        return Err(TellError::Malformed { part: Part::Data, source });
     }
-    Ok(out.count() - before)
+    Ok(out.count() - mark.count())
 }
 
 fn put(out: &mut BlockBuilder, tag: u8, value: Option<&[u8]>) {
@@ -244,61 +275,76 @@ fn put(out: &mut BlockBuilder, tag: u8, value: Option<&[u8]>) {
     }
 }
 
-fn append_event(event: fb::Event<'_>, received_at_ms: u64, out: &mut BlockBuilder) {
+fn append_event(e: fb::Table<'_, '_>, received_at_ms: u64, out: &mut BlockBuilder, _: &mut Vec<u8>) -> Result<(), Malformed> {
+    use field::event::*;
     out.begin(Kind::Event, received_at_ms);
-    out.u64(tag::TIMESTAMP, event.timestamp());
-    put(out, tag::SERVICE, event.service());
-    put(out, tag::DEVICE_ID, event.device_id());
-    put(out, tag::SESSION_ID, event.session_id());
-    put(out, tag::EVENT_NAME, event.event_name());
-    put(out, tag::PAYLOAD, event.payload());
-    out.u8(tag::EVENT_TYPE, event.event_type());
+    out.u64(tag::TIMESTAMP, e.u64(TIMESTAMP)?);
+    put(out, tag::SERVICE, e.bytes(SERVICE)?);
+    put(out, tag::DEVICE_ID, e.bytes(DEVICE_ID)?);
+    put(out, tag::SESSION_ID, e.bytes(SESSION_ID)?);
+    put(out, tag::EVENT_NAME, e.bytes(EVENT_NAME)?);
+    put(out, tag::PAYLOAD, e.bytes(PAYLOAD)?);
+    out.u8(tag::EVENT_TYPE, e.u8(EVENT_TYPE)?);
     out.end();
+    Ok(())
 }
 
-fn append_log(log: fb::LogEntry<'_>, received_at_ms: u64, out: &mut BlockBuilder) {
+fn append_log(l: fb::Table<'_, '_>, received_at_ms: u64, out: &mut BlockBuilder, _: &mut Vec<u8>) -> Result<(), Malformed> {
+    use field::log::*;
     out.begin(Kind::Log, received_at_ms);
-    out.u64(tag::TIMESTAMP, log.timestamp());
-    put(out, tag::SESSION_ID, log.session_id());
-    out.u8(tag::LEVEL, log.level());
-    put(out, tag::SOURCE, log.source());
-    put(out, tag::SERVICE, log.service());
-    put(out, tag::PAYLOAD, log.payload());
-    out.u8(tag::LOG_TYPE, log.event_type());
+    out.u64(tag::TIMESTAMP, l.u64(TIMESTAMP)?);
+    put(out, tag::SESSION_ID, l.bytes(SESSION_ID)?);
+    out.u8(tag::LEVEL, l.u8(LEVEL)?);
+    put(out, tag::SOURCE, l.bytes(SOURCE)?);
+    put(out, tag::SERVICE, l.bytes(SERVICE)?);
+    put(out, tag::PAYLOAD, l.bytes(PAYLOAD)?);
+    out.u8(tag::LOG_TYPE, l.u8(EVENT_TYPE)?);
     out.end();
+    Ok(())
 }
 
-fn append_metric(metric: fb::MetricEntry<'_>, received_at_ms: u64, out: &mut BlockBuilder, scratch: &mut Vec<u8>) {
+fn append_metric(
+    m: fb::Table<'_, '_>,
+    received_at_ms: u64,
+    out: &mut BlockBuilder,
+    scratch: &mut Vec<u8>,
+) -> Result<(), Malformed> {
+    use field::metric::*;
     out.begin(Kind::Metric, received_at_ms);
-    out.u64(tag::TIMESTAMP, metric.timestamp());
-    put(out, tag::METRIC_NAME, metric.name());
-    out.f64(tag::METRIC_VALUE, metric.value());
-    put(out, tag::SOURCE, metric.source());
-    put(out, tag::SERVICE, metric.service());
-    for label in metric.labels().into_iter().flatten() {
-        out.label(label.key().unwrap_or_default(), label.value().unwrap_or_default());
+    out.u64(tag::TIMESTAMP, m.u64(TIMESTAMP)?);
+    out.bytes(tag::METRIC_NAME, m.required_bytes(NAME, "name")?);
+    out.f64(tag::METRIC_VALUE, m.f64(VALUE)?);
+    put(out, tag::SOURCE, m.bytes(SOURCE)?);
+    put(out, tag::SERVICE, m.bytes(SERVICE)?);
+    for label in m.tables(LABELS)?.into_iter().flatten() {
+        let label = label?;
+        out.label(label.required_bytes(field::label::KEY, "key")?, label.required_bytes(field::label::VALUE, "value")?);
     }
-    out.u8(tag::METRIC_TYPE, metric.metric_type());
-    out.u8(tag::TEMPORALITY, metric.temporality());
-    put(out, tag::SESSION_ID, metric.session_id());
-    if let Some(histogram) = metric.histogram() {
-        encode_histogram(histogram, scratch);
+    out.u8(tag::METRIC_TYPE, m.u8(METRIC_TYPE)?);
+    out.u8(tag::TEMPORALITY, m.u8(TEMPORALITY)?);
+    put(out, tag::SESSION_ID, m.bytes(SESSION_ID)?);
+    if let Some(histogram) = m.table(HISTOGRAM)? {
+        encode_histogram(histogram, scratch)?;
         out.bytes(tag::HISTOGRAM, scratch);
     }
     out.end();
+    Ok(())
 }
 
 /// `count:u64le sum:f64le min:f64le max:f64le (upper:f64le count:u64le)*`.
-fn encode_histogram(h: fb::Histogram<'_>, scratch: &mut Vec<u8>) {
+fn encode_histogram(h: fb::Table<'_, '_>, scratch: &mut Vec<u8>) -> Result<(), Malformed> {
+    use field::histogram::*;
     scratch.clear();
-    scratch.extend_from_slice(&h.count().to_le_bytes());
-    scratch.extend_from_slice(&h.sum().to_le_bytes());
-    scratch.extend_from_slice(&h.min().to_le_bytes());
-    scratch.extend_from_slice(&h.max().to_le_bytes());
-    for bucket in h.buckets().into_iter().flatten() {
-        scratch.extend_from_slice(&bucket.upper_bound().to_le_bytes());
-        scratch.extend_from_slice(&bucket.count().to_le_bytes());
+    scratch.extend_from_slice(&h.u64(COUNT)?.to_le_bytes());
+    scratch.extend_from_slice(&h.f64(SUM)?.to_le_bytes());
+    scratch.extend_from_slice(&h.f64(MIN)?.to_le_bytes());
+    scratch.extend_from_slice(&h.f64(MAX)?.to_le_bytes());
+    for bucket in h.tables(BUCKETS)?.into_iter().flatten() {
+        let bucket = bucket?;
+        scratch.extend_from_slice(&bucket.f64(field::bucket::UPPER_BOUND)?.to_le_bytes());
+        scratch.extend_from_slice(&bucket.u64(field::bucket::COUNT)?.to_le_bytes());
     }
+    Ok(())
 }
 
 mod fb;

@@ -405,7 +405,7 @@ fn missing_required_fields_are_refused() {
     let root = b.end_table(start);
     b.finish_minimal(root);
     let err = decode_batch(b.finished_data()).unwrap_err();
-    assert!(matches!(err, TellError::Verify { part: Part::Envelope, .. }), "{err}");
+    assert!(matches!(err, TellError::Malformed { part: Part::Envelope, .. }), "{err}");
     // EventData without its events vector.
     let mut b = FlatBufferBuilder::new();
     let start = b.start_table();
@@ -413,7 +413,7 @@ fn missing_required_fields_are_refused() {
     b.finish_minimal(root);
     let buf = flatc_batch(&KEY, 1, b.finished_data());
     let err = decode(&buf).unwrap_err();
-    assert!(matches!(err, TellError::Verify { part: Part::Data, .. }), "{err}");
+    assert!(matches!(err, TellError::Malformed { part: Part::Data, .. }), "{err}");
 }
 
 #[test]
@@ -425,8 +425,8 @@ fn offsets_that_repeat_the_same_bytes_hit_the_apparent_size_limit() {
     let buf = flatc_batch(&KEY, 1, &data);
     let mut out = BlockBuilder::default();
     let err = append_items(&decode_batch(&buf).unwrap(), RECEIVED, &mut out).unwrap_err();
-    let TellError::Verify { source, .. } = err else { panic!("{err}") };
-    assert!(matches!(source, InvalidFlatbuffer::ApparentSizeTooLarge), "{source}");
+    let TellError::Malformed { source, .. } = err else { panic!("{err}") };
+    assert!(matches!(source, Malformed::TooMuchWork), "{source}");
     assert_eq!(out.count(), 0);
 }
 
@@ -441,7 +441,7 @@ fn a_16_mib_batch_of_100k_events_is_within_limits() {
 
 #[test]
 fn label_and_bucket_heavy_metrics_are_within_limits() {
-    // Labels and buckets are the tables with the most verifier work per
+    // Labels and buckets are the tables with the most read work per
     // input byte (about 1.05× and 1.3×).
     let keys: Vec<String> = (0..5000).map(|i| format!("k{}", i % 7)).collect();
     let labels: Vec<_> = keys.iter().map(|k| LabelParam { key: k, value: "" }).collect();
