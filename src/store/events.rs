@@ -33,8 +33,9 @@ pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[&META, &CHU
 
 /// The on-disk format this build writes. Older formats are migrated on open;
 /// newer ones are refused. v2 added `meta.chunk_bytes` (v1 files get it by
-/// one scan of their chunks).
-pub const FORMAT_VERSION: u64 = 2;
+/// one scan of their chunks); v3 writes zstd chunks (codec 2, which a v2
+/// build cannot read; the LZ4 chunks of older files stay readable as they are).
+pub const FORMAT_VERSION: u64 = 3;
 const FORMAT_KEY: &str = "format_version";
 pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";
 
@@ -57,9 +58,14 @@ fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
                 return Err(StoreError::TooNew { path: path.to_path_buf(), found: v, supported: FORMAT_VERSION });
             }
             Some(FORMAT_VERSION) => {}
-            Some(_) => {
-                let bytes = sum_chunk_bytes(&tx).map_err(|e| StoreError::redb(path, e))?;
-                meta.insert(CHUNK_BYTES_KEY, bytes).map_err(|e| StoreError::redb(path, e))?;
+            Some(old) => {
+                let bytes = if old < 2 {
+                    let bytes = sum_chunk_bytes(&tx).map_err(|e| StoreError::redb(path, e))?;
+                    meta.insert(CHUNK_BYTES_KEY, bytes).map_err(|e| StoreError::redb(path, e))?;
+                    bytes
+                } else {
+                    meta.get(CHUNK_BYTES_KEY).map_err(|e| StoreError::redb(path, e))?.map_or(0, |v| v.value())
+                };
                 meta.insert(FORMAT_KEY, FORMAT_VERSION).map_err(|e| StoreError::redb(path, e))?;
                 tracing::info!(path = %path.display(), chunk_bytes = bytes, "events database migrated to format {FORMAT_VERSION}");
             }

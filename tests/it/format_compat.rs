@@ -1,6 +1,8 @@
-//! A data dir written by format v1 (sluice 0.1) must keep opening and reading
-//! the same in every later version: its files are committed under
-//! tests/fixtures/format-v1 with what `export` and `apikeys list` showed then.
+//! A data dir written by an older format must keep opening and reading the
+//! same in every later version: each one's files are committed under
+//! tests/fixtures/format-vN with what `export` and `apikeys list` showed then
+//! (v1: sluice 0.1, tell events in LZ4 chunks; v2: also a syslog event, and
+//! `meta.chunk_bytes`).
 
 use crate::common;
 
@@ -10,7 +12,6 @@ use std::process::Command;
 use common::BIN;
 use serde_json::Value;
 
-const FIXTURE: &str = "tests/fixtures/format-v1";
 
 fn lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
@@ -35,23 +36,35 @@ fn run(args: &[&str], dir: &Path) -> String {
     String::from_utf8(out.stdout).expect("utf8")
 }
 
-#[test]
-fn a_format_v1_data_dir_reads_the_same() {
+/// Opens a copy of `fixture` and compares what it shows now with what it
+/// showed when it was written, which held `events` events.
+fn reads_the_same(fixture: &str, events: usize) {
+    let fixture = Path::new("tests/fixtures").join(fixture);
     let dir = tempfile::tempdir().unwrap();
     for file in ["events.redb", "control.redb"] {
-        std::fs::copy(Path::new(FIXTURE).join(file), dir.path().join(file)).unwrap();
+        std::fs::copy(fixture.join(file), dir.path().join(file)).unwrap();
     }
-    let expected = lines(&std::fs::read_to_string(Path::new(FIXTURE).join("expected.ndjson")).unwrap());
-    assert_eq!(expected.len(), 3);
+    let expected = lines(&std::fs::read_to_string(fixture.join("expected.ndjson")).unwrap());
+    assert_eq!(expected.len(), events);
     let got = lines(&run(&["export"], dir.path()));
     assert_eq!(got.len(), expected.len());
     for (old, new) in expected.iter().zip(&got) {
         assert_superset(old, new);
     }
-    let keys = lines(&std::fs::read_to_string(Path::new(FIXTURE).join("keys.ndjson")).unwrap());
+    let keys = lines(&std::fs::read_to_string(fixture.join("keys.ndjson")).unwrap());
     let got_keys = lines(&run(&["apikeys", "list", "--json"], dir.path()));
     assert_eq!(keys.len(), got_keys.len());
     for (old, new) in keys.iter().zip(&got_keys) {
         assert_superset(old, new);
     }
+}
+
+#[test]
+fn a_format_v1_data_dir_reads_the_same() {
+    reads_the_same("format-v1", 3);
+}
+
+#[test]
+fn a_format_v2_data_dir_reads_the_same() {
+    reads_the_same("format-v2", 5);
 }
