@@ -15,8 +15,8 @@
 //! through the one [`ChunkBuilder`] (so compression runs on the connection's
 //! task, in parallel); the writer only files them.
 //!
-//! zstd at level [`ZSTD_LEVEL`] costs about what LZ4 did per byte and stores
-//! ~17% fewer (on the `sluice bench tcp` workload: 0.38 of the record bytes
+//! zstd at level [`ZSTD_LEVEL`] costs what LZ4 did per byte and stores 11%
+//! fewer (on the `sluice bench tcp` workload: 0.41 of the record bytes
 //! against LZ4's 0.46, docs/bench.md). Each thread keeps one compression
 //! and one decompression context, so their memory is bounded by the number
 //! of threads, not of connections.
@@ -28,12 +28,18 @@ use thiserror::Error;
 use crate::record::BlockBuilder;
 
 pub const FORMAT_V1: u8 = 1;
+/// Set in the version byte of a head row whose value continues in other
+/// rows (see `store::rows`); [`peek`] reads through it, [`decode`] wants the
+/// whole value, with it cleared.
+pub const SPLIT: u8 = 0x80;
 const CODEC_PLAIN: u8 = 0;
 const CODEC_LZ4: u8 = 1;
 const CODEC_ZSTD: u8 = 2;
-/// zstd's fast level -1: with 500-event blocks, as fast as LZ4 was here
-/// and 0.83 of its size (levels 1 and up cost 10–40% more CPU for 0–9%).
-pub const ZSTD_LEVEL: i32 = -1;
+/// One of zstd's fast levels: on 500-event blocks of the bench workload,
+/// -3 compresses as fast as LZ4 (0.41 µs per event here) to 0.89 of its
+/// size; -1 and 1 save another 7% and 15% for 13% and 27% more CPU on
+/// the hot path, which is most of the daemon's CPU.
+pub const ZSTD_LEVEL: i32 = -3;
 /// Blocks smaller than this are not worth compressing.
 const COMPRESS_MIN: usize = 256;
 const FIXED_HEADER: usize = 1 + 1 + 4 + 8 + 8 + 4;
@@ -212,8 +218,8 @@ pub struct Chunk {
 /// Reads only the fixed header: count and received-at range.
 pub fn peek(value: &[u8]) -> Result<(u32, u64, u64), ChunkError> {
     let h = value.get(..FIXED_HEADER).ok_or(ChunkError::Truncated)?;
-    if h[0] != FORMAT_V1 {
-        return Err(ChunkError::UnknownVersion { version: h[0] });
+    if h[0] & !SPLIT != FORMAT_V1 {
+        return Err(ChunkError::UnknownVersion { version: h[0] & !SPLIT });
     }
     let u64_at = |i: usize| {
         let mut b = [0u8; 8];
@@ -226,6 +232,9 @@ pub fn peek(value: &[u8]) -> Result<(u32, u64, u64), ChunkError> {
 
 pub fn decode(value: &[u8]) -> Result<Chunk, ChunkError> {
     let (count, min_received_ms, max_received_ms) = peek(value)?;
+    if value[0] & SPLIT != 0 {
+        return Err(ChunkError::Truncated);
+    }
     let codec = value[1];
     let raw_len = u32::from_le_bytes([value[22], value[23], value[24], value[25]]) as usize;
     let mut at = FIXED_HEADER;

@@ -2,13 +2,14 @@
 //!
 //! | table          | key                                   | value                          |
 //! |----------------|---------------------------------------|--------------------------------|
-//! | `chunks`       | (workspace u32, first_seq u64)        | chunk value (see chunk.rs)     |
+//! | `chunks`       | (workspace u32, first_seq u64)        | chunk value (see chunk.rs), or its head |
+//! | `chunk_tails`  | (workspace, first_seq, piece u8)      | the rest of a long value (see rows.rs) |
 //! | `seq`          | workspace u32                         | next sequence number           |
 //! | `dedup`        | (workspace, producer u128, batch u64) | (first_seq, count, committed_ms)|
 //! | `dedup_expiry` | (committed_ms, workspace, producer, batch) | ()                        |
 //! | `meta`         | name                                  | u64 (`format_version`, `chunk_bytes`) |
 //!
-//! `chunk_bytes` is the sum of the `chunks` values, updated in the same
+//! `chunk_bytes` is the sum of the chunk values (heads and tails), updated in the same
 //! transactions that add and delete chunks (retention reads it).
 //!
 //! Keys sort by workspace then sequence, so reading a workspace from a
@@ -22,6 +23,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use super::StoreError;
 
 pub(crate) const CHUNKS: TableDefinition<(u32, u64), &[u8]> = TableDefinition::new("chunks");
+pub(crate) const CHUNK_TAILS: TableDefinition<(u32, u64, u8), &[u8]> = TableDefinition::new("chunk_tails");
 pub(crate) const SEQ: TableDefinition<u32, u64> = TableDefinition::new("seq");
 pub(crate) const DEDUP: TableDefinition<(u32, u128, u64), (u64, u32, u64)> = TableDefinition::new("dedup");
 pub(crate) const DEDUP_EXPIRY: TableDefinition<(u64, u32, u128, u64), ()> = TableDefinition::new("dedup_expiry");
@@ -29,12 +31,13 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Every table of events.redb, for [`super::backup`] (which refuses a
 /// database holding a table not listed here).
-pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[&META, &CHUNKS, &SEQ, &DEDUP, &DEDUP_EXPIRY];
+pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[&META, &CHUNKS, &CHUNK_TAILS, &SEQ, &DEDUP, &DEDUP_EXPIRY];
 
 /// The on-disk format this build writes. Older formats are migrated on open;
 /// newer ones are refused. v2 added `meta.chunk_bytes` (v1 files get it by
-/// one scan of their chunks); v3 writes zstd chunks (codec 2, which a v2
-/// build cannot read; the LZ4 chunks of older files stay readable as they are).
+/// one scan of their chunks); v3 writes zstd chunks (codec 2) and cuts long
+/// values into page-sized rows (`chunk_tails`), neither of which a v2 build
+/// can read; the LZ4 chunks of older files stay readable as they are.
 pub const FORMAT_VERSION: u64 = 3;
 const FORMAT_KEY: &str = "format_version";
 pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";
@@ -75,6 +78,7 @@ fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
             }
         }
         tx.open_table(CHUNKS).map_err(|e| StoreError::redb(path, e))?;
+        tx.open_table(CHUNK_TAILS).map_err(|e| StoreError::redb(path, e))?;
         tx.open_table(SEQ).map_err(|e| StoreError::redb(path, e))?;
         tx.open_table(DEDUP).map_err(|e| StoreError::redb(path, e))?;
         tx.open_table(DEDUP_EXPIRY).map_err(|e| StoreError::redb(path, e))?;

@@ -39,7 +39,7 @@ use std::sync::{Arc, RwLock};
 use redb::{Database, ReadableDatabase};
 
 use super::reader::StoredEvent;
-use super::{Cause, Op, StoreError, chunk, events};
+use super::{Cause, Op, StoreError, chunk, events, rows};
 use crate::record::{self, Kind};
 
 /// How far received-at times may run out of sequence order, in ms.
@@ -146,13 +146,15 @@ impl EventsHandle {
         let db = self.get()?;
         let tx = db.begin_read().map_err(|e| StoreError::redb(&self.path, e))?;
         let table = tx.open_table(events::CHUNKS).map_err(|e| StoreError::redb(&self.path, e))?;
-        Ok(Snapshot { table, path: self.path.clone() })
+        let tails = tx.open_table(events::CHUNK_TAILS).map_err(|e| StoreError::redb(&self.path, e))?;
+        Ok(Snapshot { table, tails, path: self.path.clone() })
     }
 }
 
 /// One consistent view of the events (a redb read transaction).
 pub struct Snapshot {
     table: Chunks,
+    tails: Tails,
     path: PathBuf,
 }
 
@@ -169,7 +171,7 @@ impl Snapshot {
     /// `kind` or `text` filter), or the events run out. `q.limit` is not
     /// looked at: the sink decides how many it takes.
     pub fn stream(&self, q: &Query, sink: &mut impl Sink) -> Result<ScanStats, StoreError> {
-        let mut scan = Scan { q, stats: ScanStats::default(), sink, path: &self.path };
+        let mut scan = Scan { q, stats: ScanStats::default(), sink, path: &self.path, tails: &self.tails };
         let done = match q.order {
             Order::Asc => scan.asc(&self.table),
             Order::Desc => scan.desc(&self.table),
@@ -317,12 +319,14 @@ pub struct Page<T> {
 }
 
 type Chunks = redb::ReadOnlyTable<(u32, u64), &'static [u8]>;
+type Tails = redb::ReadOnlyTable<(u32, u64, u8), &'static [u8]>;
 
 struct Scan<'a, S> {
     q: &'a Query,
     stats: ScanStats,
     sink: &'a mut S,
     path: &'a Path,
+    tails: &'a Tails,
 }
 
 /// Whether to go on after a chunk.
@@ -371,7 +375,7 @@ impl<S: Sink> Scan<'_, S> {
                 self.stats.chunks_skipped += 1;
                 continue;
             }
-            if self.chunk(first_seq, value, (lo, hi), false) == Flow::Done {
+            if self.chunk(first_seq, value, (lo, hi), false)? == Flow::Done {
                 break;
             }
         }
@@ -408,7 +412,7 @@ impl<S: Sink> Scan<'_, S> {
                 self.stats.chunks_skipped += 1;
                 continue;
             }
-            if self.chunk(first_seq, value, (lo, hi), true) == Flow::Done {
+            if self.chunk(first_seq, value, (lo, hi), true)? == Flow::Done {
                 break;
             }
         }
@@ -437,16 +441,17 @@ impl<S: Sink> Scan<'_, S> {
     }
 
     /// Looks at the rows of one chunk, in page order.
-    fn chunk(&mut self, first_seq: u64, value: &[u8], (lo, hi): (u64, u64), reverse: bool) -> Flow {
-        let decoded = match chunk::decode(value) {
+    fn chunk(&mut self, first_seq: u64, head: &[u8], (lo, hi): (u64, u64), reverse: bool) -> Result<Flow, redb::Error> {
+        let value = rows::join(self.tails, (self.q.workspace, first_seq), head)?;
+        let decoded = match chunk::decode(&value) {
             Ok(c) => c,
             Err(e) => {
                 self.damaged(first_seq, &e);
-                return Flow::More;
+                return Ok(Flow::More);
             }
         };
         if self.q.listener.as_deref().is_some_and(|l| l != decoded.listener) {
-            return Flow::More;
+            return Ok(Flow::More);
         }
         let mut rows = Vec::with_capacity(decoded.count as usize);
         for rec in record::records(&decoded.block) {
@@ -469,7 +474,7 @@ impl<S: Sink> Scan<'_, S> {
             if filtered && self.stats.rows_read >= self.q.max_scan_rows {
                 // Stop before this row; it is where the next page starts.
                 self.stats.stopped_at = Some(seq);
-                return Flow::Done;
+                return Ok(Flow::Done);
             }
             self.stats.rows_read += 1;
             let ev = StoredEvent {
@@ -480,10 +485,10 @@ impl<S: Sink> Scan<'_, S> {
                 record,
             };
             if self.matches(&ev) && !self.sink.event(&ev) {
-                return Flow::Done;
+                return Ok(Flow::Done);
             }
         }
-        Flow::More
+        Ok(Flow::More)
     }
 
     fn matches(&self, ev: &StoredEvent<'_>) -> bool {

@@ -27,7 +27,8 @@ use std::time::{Duration, Instant};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::chunk;
-use super::events::{CHUNK_BYTES_KEY, CHUNKS, META, SEQ};
+use super::events::{CHUNK_BYTES_KEY, META, SEQ};
+use super::rows::ChunkRows;
 
 /// Most chunks deleted in one transaction.
 pub const MAX_CHUNKS_PER_TRIM: usize = 256;
@@ -111,7 +112,7 @@ pub fn trim(tx: &WriteTransaction, policy: &Policy, now_ms: u64, stored_bytes: u
         let seq = tx.open_table(SEQ)?;
         seq.iter()?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>()?
     };
-    let mut chunks = tx.open_table(CHUNKS)?;
+    let mut chunks = ChunkRows::open(tx)?;
     if let Some(age) = policy.max_age {
         let cutoff = now_ms.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
         for &ws in &workspaces {
@@ -133,8 +134,6 @@ pub fn trim(tx: &WriteTransaction, policy: &Policy, now_ms: u64, stored_bytes: u
     Ok(out)
 }
 
-type ChunkTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
-
 /// The first chunk of a workspace: its key, size, event count and received-at range.
 struct First {
     seq: u64,
@@ -144,27 +143,26 @@ struct First {
     max_ms: u64,
 }
 
-fn first_chunk(chunks: &ChunkTable<'_>, ws: u32) -> Result<Option<First>, redb::Error> {
-    let Some(row) = chunks.range((ws, 0)..=(ws, u64::MAX))?.next() else { return Ok(None) };
+fn first_chunk(chunks: &ChunkRows<'_>, ws: u32) -> Result<Option<First>, redb::Error> {
+    let Some(row) = chunks.chunks.range((ws, 0)..=(ws, u64::MAX))?.next() else { return Ok(None) };
     let (k, v) = row?;
-    let value = v.value();
+    let (seq, head) = (k.value().1, v.value());
     // A damaged header reads as "received at 0": the oldest, so it goes first
     // rather than pinning everything behind it forever.
-    let (count, min_ms, max_ms) = chunk::peek(value).unwrap_or((0, 0, 0));
-    Ok(Some(First { seq: k.value().1, bytes: value.len() as u64, count, min_ms, max_ms }))
+    let (count, min_ms, max_ms) = chunk::peek(head).unwrap_or((0, 0, 0));
+    Ok(Some(First { seq, bytes: chunks.stored_len((ws, seq), head)?, count, min_ms, max_ms }))
 }
 
 /// Deletes one chunk and counts it; false once the slice's budget is spent.
-fn delete(chunks: &mut ChunkTable<'_>, ws: u32, first: &First, out: &mut Trimmed) -> Result<bool, redb::Error> {
-    chunks.remove((ws, first.seq))?;
+fn delete(chunks: &mut ChunkRows<'_>, ws: u32, first: &First, out: &mut Trimmed) -> Result<bool, redb::Error> {
+    out.bytes += chunks.remove((ws, first.seq))?;
     out.chunks += 1;
     out.events += u64::from(first.count);
-    out.bytes += first.bytes;
     out.more = out.chunks >= MAX_CHUNKS_PER_TRIM as u64 || out.bytes >= MAX_BYTES_PER_TRIM;
     Ok(!out.more)
 }
 
-fn trim_by_age(chunks: &mut ChunkTable<'_>, ws: u32, cutoff: u64, out: &mut Trimmed) -> Result<(), redb::Error> {
+fn trim_by_age(chunks: &mut ChunkRows<'_>, ws: u32, cutoff: u64, out: &mut Trimmed) -> Result<(), redb::Error> {
     while let Some(first) = first_chunk(chunks, ws)? {
         if first.max_ms >= cutoff || !delete(chunks, ws, &first, out)? {
             break;
@@ -175,7 +173,7 @@ fn trim_by_age(chunks: &mut ChunkTable<'_>, ws: u32, cutoff: u64, out: &mut Trim
 
 /// Deletes oldest-first across workspaces until `excess` bytes are gone.
 fn trim_by_size(
-    chunks: &mut ChunkTable<'_>,
+    chunks: &mut ChunkRows<'_>,
     workspaces: &[u32],
     excess: u64,
     out: &mut Trimmed,
@@ -233,7 +231,7 @@ mod tests {
             let value = chunk::encode(&meta, &vec![b'x'; bytes]);
             let tx = self.db.begin_write().unwrap();
             {
-                let mut c = tx.open_table(CHUNKS).unwrap();
+                let mut c = tx.open_table(events::CHUNKS).unwrap();
                 c.insert((ws, seq), value.as_slice()).unwrap();
                 tx.open_table(SEQ).unwrap().insert(ws, seq + 1).unwrap();
                 let mut meta = tx.open_table(META).unwrap();
@@ -257,7 +255,7 @@ mod tests {
 
         fn keys(&self) -> Vec<(u32, u64)> {
             let tx = self.db.begin_read().unwrap();
-            let c = tx.open_table(CHUNKS).unwrap();
+            let c = tx.open_table(events::CHUNKS).unwrap();
             c.iter().unwrap().map(|r| r.unwrap().0.value()).collect()
         }
     }

@@ -35,7 +35,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use redb::{Database, Durability, ReadableTable};
 
 use super::StoreError;
-use super::events::{self, CHUNK_BYTES_KEY, CHUNKS, DEDUP, DEDUP_EXPIRY, META, SEQ};
+use super::events::{self, CHUNK_BYTES_KEY, DEDUP, DEDUP_EXPIRY, META, SEQ};
+use super::rows::ChunkRows;
 use super::query::{Committed, EventsHandle};
 use super::retention::{self, Policy, Schedule};
 use crate::metrics::{Metrics, Stage};
@@ -422,7 +423,7 @@ fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: D
     };
     let mut outcomes = Vec::with_capacity(group.len());
     {
-        let mut chunks = tx.open_table(CHUNKS)?;
+        let mut chunks = ChunkRows::open(&tx)?;
         let mut dedup = tx.open_table(DEDUP)?;
         let mut expiry = tx.open_table(DEDUP_EXPIRY)?;
         for batch in group {
@@ -449,7 +450,6 @@ fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: D
     })
 }
 
-type ChunkTable<'t> = redb::Table<'t, (u32, u64), &'static [u8]>;
 type DedupTable<'t> = redb::Table<'t, (u32, u128, u64), (u64, u32, u64)>;
 type ExpiryTable<'t> = redb::Table<'t, (u64, u32, u128, u64), ()>;
 
@@ -473,7 +473,7 @@ impl Filing<'_> {
     fn file(
         &mut self,
         batch: &Batch,
-        chunks: &mut ChunkTable<'_>,
+        chunks: &mut ChunkRows<'_>,
         dedup: &mut DedupTable<'_>,
         expiry: &mut ExpiryTable<'_>,
     ) -> Result<Outcome, redb::Error> {
@@ -646,9 +646,13 @@ mod tests {
             self.writer.join();
             let db = events::open(&self.path, 1 << 20).unwrap();
             let tx = db.begin_read().unwrap();
-            let chunks = tx.open_table(CHUNKS).unwrap();
-            let tag = |v: &[u8]| String::from_utf8_lossy(v).trim_end_matches(PAD).to_string();
-            chunks.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (k.value().1, tag(v.value()))).collect()
+            let chunks = tx.open_table(events::CHUNKS).unwrap();
+            let tails = tx.open_table(events::CHUNK_TAILS).unwrap();
+            let tag = |k: (u32, u64), v: &[u8]| {
+                let value = crate::store::rows::join(&tails, k, v).unwrap();
+                String::from_utf8_lossy(&value).trim_end_matches(PAD).to_string()
+            };
+            chunks.iter().unwrap().map(|r| r.unwrap()).map(|(k, v)| (k.value().1, tag(k.value(), v.value()))).collect()
         }
     }
 

@@ -147,11 +147,17 @@ async fn a_full_disk_is_refused_logged_survived_and_recovered_from() {
 
     let log = daemon.log_text();
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
-    assert!(errors.len() == 1 && errors[0].contains("commit failed"), "one ERROR per failure streak:\n{log}");
+    // A small commit may still fit after a larger one failed, which ends
+    // that streak; a streak is one ERROR however long it lasts.
+    let streaks = 1 + log.lines().filter(|l| l.contains("commits succeed again")).count();
+    assert!(
+        errors.len() == streaks && errors.iter().all(|e| e.contains("commit failed")),
+        "one ERROR per failure streak:\n{log}"
+    );
     // The writer backs off (50 ms, doubling): a handful of commits were
-    // tried in the time all those batches were refused.
+    // tried per streak in the time all those batches were refused.
     let tried = log.lines().filter(|l| l.contains("commit failed")).count();
-    assert!(tried <= 8, "{tried} failed commits for {} refused batches:\n{log}", refused.len());
+    assert!(tried <= 8 * streaks, "{tried} failed commits for {} refused batches:\n{log}", refused.len());
 
     // Still up and answering, on a new connection too.
     let mut other = AckedClient::connect(&daemon.tcp.to_string()).await.expect("still accepting");
