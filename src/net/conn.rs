@@ -30,6 +30,9 @@ use crate::metrics::{Cut, SourceMetrics};
 
 /// Room made in the read buffer before each read.
 pub const READ_CHUNK: usize = 32 * 1024;
+/// Most room made for the rest of a trusted peer's frame, so one read can
+/// take what the socket holds instead of one `READ_CHUNK` at a time.
+const READ_AHEAD: usize = 1 << 20;
 /// An empty buffer larger than this is given back after a large frame.
 const SHRINK_ABOVE: usize = 256 * 1024;
 /// After shutdown, a connection whose peer sends nothing for this long is closed.
@@ -50,6 +53,13 @@ pub trait Protocol {
 
     /// Whether `buf` (after decoding) holds part of a frame.
     fn in_frame(&self, buf: &BytesMut) -> bool;
+
+    /// How many more bytes the frame begun in `buf` needs, when its header
+    /// says (0 when unknown).
+    fn frame_rest(&self, buf: &BytesMut) -> usize {
+        let _ = buf;
+        0
+    }
 
     /// Called with the bytes just read, before they are charged: a protocol
     /// that can check a key from a frame's first bytes trusts the peer here,
@@ -122,8 +132,11 @@ where
                 _ = env.abort.cancelled() => return End::Aborted,
             }
         }
-        if buf.capacity() - buf.len() < READ_CHUNK {
-            buf.reserve(READ_CHUNK);
+        // Room for the rest of the frame only once the peer is trusted: an
+        // untrusted one's header claims nothing it has not sent.
+        let room = if account.is_trusted() { proto.frame_rest(buf).clamp(READ_CHUNK, READ_AHEAD) } else { READ_CHUNK };
+        if buf.capacity() - buf.len() < room {
+            buf.reserve(room);
         }
         let until = if draining { deadline.min(Instant::now() + DRAIN_QUIET) } else { deadline };
         let n = tokio::select! {

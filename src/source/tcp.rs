@@ -153,6 +153,11 @@ impl Protocol for Connection {
         !buf.is_empty() || self.decoder.is_discarding()
     }
 
+    fn frame_rest(&self, buf: &BytesMut) -> usize {
+        // The header's own bytes are left out: a little short is fine.
+        self.decoder.pending(buf).map_or(0, |(len, _)| (len as usize).saturating_sub(buf.len()))
+    }
+
     fn vet(&mut self, buf: &BytesMut, account: &mut Account) {
         if let Some(prefix) = self.decoder.next_batch_prefix(buf)
             && let Some(key) = tell::peek_api_key(prefix)
