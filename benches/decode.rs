@@ -5,12 +5,15 @@
 //!   repeated payload, and the `sluice bench` workload's distinct ones;
 //! - `chunk_encode`: that workload batch's records encoded as one stored
 //!   chunk (zstd), what `ChunkBuilder::seal` does per frame. The ratio of
-//!   chunk to wire bytes is printed once.
+//!   chunk to wire bytes is printed once;
+//! - `jsonl_decode`: one 500-line `POST /v1/events` body of the `sluice
+//!   bench http` workload (the same events as JSON lines) into records.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::cli::bench::workload::{Generator, Pool};
+use sluice::codec::jsonl::{JsonlDecoder, Stream};
 use sluice::codec::tell::{append_items, decode_batch};
 use sluice::record::BlockBuilder;
 use sluice::store::chunk::{ChunkMeta, encode};
@@ -92,5 +95,22 @@ fn chunk_encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, chunk_encode);
+fn jsonl_decode(c: &mut Criterion) {
+    let mut generator = Generator::new(std::sync::Arc::new(Pool::new(200, 42)), 7);
+    let mut body = Vec::new();
+    generator.jsonl_into(&mut body, EVENTS);
+    let mut decoder = JsonlDecoder::new(Stream::Events, EVENTS);
+    let mut out = BlockBuilder::with_capacity(2 * body.len());
+    let mut group = c.benchmark_group("jsonl_decode");
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function(format!("{EVENTS}_workload_lines_{}B_each", body.len() / EVENTS), |b| {
+        b.iter(|| {
+            out.clear();
+            decoder.decode(black_box(&body), 0, false, &mut out).expect("valid body")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, decode, chunk_encode, jsonl_decode);
 criterion_main!(benches);
