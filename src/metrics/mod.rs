@@ -111,7 +111,7 @@ pub enum Stage {
     Receive,
     /// Checking the batch and decoding its items into records.
     Decode,
-    /// Encoding the records as a chunk (LZ4).
+    /// Encoding the records as a chunk (zstd).
     Encode,
     /// Waiting for room in the in-flight budget.
     Budget,
