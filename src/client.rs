@@ -127,9 +127,7 @@ impl AckedClient {
         let mut head = Vec::with_capacity(ACKED_HEADER_LEN);
         encode_acked(&AckedHeader { producer: self.producer, batch_id }, &[], &mut head);
         head[ACKED_HEADER_LEN - 4..].copy_from_slice(&(batch.len() as u32).to_be_bytes());
-        self.dirty = true;
-        self.write(&head).await?;
-        self.write(batch).await?;
+        self.write_frame(&head, batch).await?;
         self.outstanding.push_back(batch_id);
         Ok(())
     }
@@ -139,10 +137,20 @@ impl AckedClient {
     pub async fn send_tell(&mut self, batch: &[u8]) -> Result<(), ClientError> {
         check_len(batch)?;
         // The Tell header is the bare length (see encode_tell).
+        self.write_frame(&(batch.len() as u32).to_be_bytes(), batch).await
+    }
+
+    /// A frame's header and the start of its batch in one write, the rest
+    /// after it: a server judges a large first frame by the key near the
+    /// batch's start, and must not see the header without it.
+    async fn write_frame(&mut self, head: &[u8], batch: &[u8]) -> Result<(), ClientError> {
+        let (start, rest) = batch.split_at(batch.len().min(crate::codec::tell::KEY_PREFIX_BYTES));
+        let mut first = Vec::with_capacity(head.len() + start.len());
+        first.extend_from_slice(head);
+        first.extend_from_slice(start);
         self.dirty = true;
-        self.write(&(batch.len() as u32).to_be_bytes()).await?;
-        self.write(batch).await?;
-        Ok(())
+        self.write(&first).await?;
+        self.write(rest).await
     }
 
     /// Writes out everything buffered.

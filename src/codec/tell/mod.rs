@@ -202,6 +202,12 @@ pub fn decode_batch(buf: &[u8]) -> Result<BatchView<'_>, TellError> {
     Ok(BatchView { api_key, schema: Schema::from_u8(schema), version, batch_id, data })
 }
 
+/// The bytes of a batch [`peek_api_key`] needs at most. A frame over
+/// `max_untrusted_bytes` from a peer without a valid key yet is judged by
+/// the key in what arrived with its header, so `sluice::client` writes this
+/// much of the batch together with the header.
+pub const KEY_PREFIX_BYTES: usize = 256;
+
 /// Reads the api key from the first bytes of a `Batch` whose rest has not
 /// arrived yet: `None` when the key does not lie within `prefix` (or the
 /// bytes are not a plausible batch). Every offset is bounds-checked against
@@ -275,7 +281,12 @@ fn put(out: &mut BlockBuilder, tag: u8, value: Option<&[u8]>) {
     }
 }
 
-fn append_event(e: fb::Table<'_, '_>, received_at_ms: u64, out: &mut BlockBuilder, _: &mut Vec<u8>) -> Result<(), Malformed> {
+fn append_event(
+    e: fb::Table<'_, '_>,
+    received_at_ms: u64,
+    out: &mut BlockBuilder,
+    _: &mut Vec<u8>,
+) -> Result<(), Malformed> {
     use field::event::*;
     out.begin(Kind::Event, received_at_ms);
     out.u64(tag::TIMESTAMP, e.u64(TIMESTAMP)?);
@@ -289,7 +300,12 @@ fn append_event(e: fb::Table<'_, '_>, received_at_ms: u64, out: &mut BlockBuilde
     Ok(())
 }
 
-fn append_log(l: fb::Table<'_, '_>, received_at_ms: u64, out: &mut BlockBuilder, _: &mut Vec<u8>) -> Result<(), Malformed> {
+fn append_log(
+    l: fb::Table<'_, '_>,
+    received_at_ms: u64,
+    out: &mut BlockBuilder,
+    _: &mut Vec<u8>,
+) -> Result<(), Malformed> {
     use field::log::*;
     out.begin(Kind::Log, received_at_ms);
     out.u64(tag::TIMESTAMP, l.u64(TIMESTAMP)?);

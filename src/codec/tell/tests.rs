@@ -779,7 +779,7 @@ fn the_key_of_a_real_batch_is_read_from_its_first_bytes() {
     let data = vec![7u8; 100_000];
     let bytes = batch(SchemaType::Event, 9, &data);
     let needed = (1..=bytes.len()).find(|&n| peek_api_key(&bytes[..n]).is_some()).unwrap();
-    assert!(needed <= 128, "the key is near the start: {needed} bytes");
+    assert!(needed <= KEY_PREFIX_BYTES, "the key is near the start: {needed} bytes");
     assert_eq!(peek_api_key(&bytes[..needed]), Some(KEY));
     assert_eq!(peek_api_key(&bytes), Some(decode_batch(&bytes).unwrap().api_key));
     assert_eq!(peek_api_key(&bytes[..needed - 1]), None);
