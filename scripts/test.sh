@@ -2,7 +2,7 @@
 # The whole test suite, on a fresh machine or an old one.
 #
 # Installs the system tools the tests drive as real clients when they are
-# missing (rsyslog with RELP, util-linux logger, systemd-analyze, curl,
+# missing (rsyslog with RELP and GnuTLS, openssl, util-linux logger, systemd-analyze, curl,
 # Debian's Chromium, Node.js with the pinned npm packages of tests/browser:
 # playwright-core and @tell-rs/browser; promtool from Debian's prometheus
 # package, tmux for `sluice top`), then runs
@@ -16,6 +16,8 @@ sudo=""
 need=()
 command -v rsyslogd >/dev/null 2>&1 || need+=(rsyslog)
 dpkg -s rsyslog-relp >/dev/null 2>&1 || need+=(rsyslog-relp)
+dpkg -s rsyslog-gnutls >/dev/null 2>&1 || need+=(rsyslog-gnutls)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -26,8 +26,11 @@ mod retention;
 pub use retention::RetentionConfig;
 mod syslog;
 pub use syslog::{
-    DEFAULT_SYSLOG_ADDR, DEFAULT_SYSLOG_WORKSPACE, SyslogAuth, SyslogCommon, SyslogTcpSource, SyslogUdpSource,
+    DEFAULT_SYSLOG_ADDR, DEFAULT_SYSLOG_TLS_ADDR, DEFAULT_SYSLOG_WORKSPACE, SyslogAuth, SyslogCommon, SyslogTcpSource,
+    SyslogUdpSource,
 };
+mod tls;
+pub use tls::TlsConfig;
 
 pub const DEFAULT_DATA_DIR: &str = "./sluice-data";
 pub const DEFAULT_TCP_ADDR: &str = "0.0.0.0:50000";
@@ -61,6 +64,9 @@ pub struct Sources {
     pub tcp: Option<TcpSource>,
     /// `[sources.syslog_tcp]`: syslog over TCP (RFC 6587 framing).
     pub syslog_tcp: Option<SyslogTcpSource>,
+    /// `[sources.syslog_tls]`: syslog over TLS (RFC 5425).
+    #[serde(default, deserialize_with = "syslog::syslog_tls")]
+    pub syslog_tls: Option<SyslogTcpSource>,
     /// `[sources.syslog_udp]`: syslog over UDP.
     pub syslog_udp: Option<SyslogUdpSource>,
     /// `[sources.http]`: HTTP ingest (JSON lines, Tell batches).
@@ -87,6 +93,9 @@ pub struct TcpSource {
     /// Connections open at once from one client address; more are closed at once.
     #[serde(default = "default_per_address")]
     pub max_connections_per_address: Count,
+    /// Connections speak TLS first.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 impl TcpSource {
@@ -98,6 +107,7 @@ impl TcpSource {
             idle_timeout: default_idle_timeout(),
             max_bad_keys: default_max_bad_keys(),
             max_connections_per_address: default_per_address(),
+            tls: None,
         }
     }
 
@@ -324,6 +334,14 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The listeners with a `tls` table, by listener name.
+    pub fn tls_tables(&self) -> Vec<(&'static str, &TlsConfig)> {
+        let mut out: Vec<_> = self.sources.tcp.iter().filter_map(|t| Some(("tcp", t.tls.as_ref()?))).collect();
+        out.extend(self.sources.syslog_tcp.iter().filter_map(|s| Some(("syslog_tcp", s.tls.as_ref()?))));
+        out.extend(self.sources.syslog_tls.iter().filter_map(|s| Some(("syslog_tls", s.tls.as_ref()?))));
+        out
+    }
+
     /// The embedded defaults: every listener on its default address.
     pub fn embedded() -> Config {
         let tcp = DEFAULT_TCP_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 50000)));
@@ -333,6 +351,8 @@ impl Config {
             sources: Sources {
                 tcp: Some(TcpSource::at(tcp)),
                 syslog_tcp: Some(SyslogTcpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
+                // TLS needs a certificate, which the embedded defaults do not have.
+                syslog_tls: None,
                 syslog_udp: Some(SyslogUdpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
                 http: Some(HttpSource::default_listener()),
             },

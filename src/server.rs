@@ -9,6 +9,7 @@
 //! then abort the rest, let the writer drain the pipeline and make its final
 //! commit, and return.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::auth::keys::KeyRegistry;
 use crate::config::Config;
 use crate::control::Control;
 use crate::metrics::{ListenerKind, Metrics};
+use crate::net::tls::Tls;
 use crate::pipeline::Pipeline;
 use crate::source::http::{self, HttpContext, HttpDeps};
 use crate::source::syslog::tcp::SyslogTcpContext;
@@ -50,6 +52,12 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("internal task failed: {reason}")]
     Task { reason: String },
+    #[error("[sources.{listener}.tls]: {source}")]
+    Tls {
+        listener: &'static str,
+        #[source]
+        source: crate::net::tls::TlsError,
+    },
 }
 
 /// The bound sockets, one per configured listener.
@@ -57,9 +65,13 @@ pub enum ServerError {
 pub struct Listeners {
     pub tcp: Option<TcpListener>,
     pub syslog_tcp: Option<TcpListener>,
+    pub syslog_tls: Option<TcpListener>,
     pub syslog_udp: Option<UdpSockets>,
     pub admin: Option<TcpListener>,
     pub http: Option<TcpListener>,
+    /// The TLS of each listener with a `tls` table, loaded with the sockets
+    /// so that a bad certificate stops start-up as a taken port does.
+    pub tls: HashMap<&'static str, Arc<Tls>>,
 }
 
 impl Listeners {
@@ -82,6 +94,15 @@ impl Listeners {
             })?;
             out.syslog_tcp = Some(l);
         }
+        if let Some(cfg) = &config.sources.syslog_tls {
+            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
+                listener: "syslog_tls",
+                address: cfg.address,
+                source,
+            })?;
+            out.syslog_tls = Some(l);
+        }
+        out.tls = load_tls(config)?;
         if let Some(cfg) = &config.sources.syslog_udp {
             let bound = syslog::udp::bind(cfg).map_err(|source| ServerError::Bind {
                 listener: "syslog_udp",
@@ -113,11 +134,25 @@ impl Listeners {
     pub fn addresses(&self) -> Vec<(&'static str, SocketAddr)> {
         let mut out: Vec<_> = self.tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("tcp", a)).collect();
         out.extend(self.syslog_tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("syslog_tcp", a)));
+        out.extend(self.syslog_tls.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("syslog_tls", a)));
         out.extend(self.syslog_udp.iter().filter_map(UdpSockets::local_addr).map(|a| ("syslog_udp", a)));
         out.extend(self.http.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("http", a)));
         out.extend(self.admin.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("admin", a)));
         out
     }
+}
+
+/// Loads the TLS of every listener with a `tls` table (also what
+/// `check-config` does).
+pub fn load_tls(config: &Config) -> Result<HashMap<&'static str, Arc<Tls>>, ServerError> {
+    config
+        .tls_tables()
+        .into_iter()
+        .map(|(listener, cfg)| match Tls::load(cfg) {
+            Ok(tls) => Ok((listener, Arc::new(tls))),
+            Err(source) => Err(ServerError::Tls { listener, source }),
+        })
+        .collect()
 }
 
 /// What every listener task shares.
@@ -208,11 +243,15 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
 /// Starts one task per bound listener.
 fn start_listeners(services: &Services, listeners: Listeners) {
     let addresses = listeners.addresses();
+    let tls = |name| listeners.tls.get(name).cloned();
     if let (Some(listener), Some(cfg)) = (listeners.tcp, &services.config.sources.tcp) {
-        start_tcp(services, listener, cfg.clone());
+        start_tcp(services, listener, tls("tcp"), cfg.clone());
     }
     if let (Some(listener), Some(cfg)) = (listeners.syslog_tcp, &services.config.sources.syslog_tcp) {
-        start_syslog_tcp(services, listener, cfg.clone());
+        start_syslog_tcp(services, listener, ("syslog_tcp", tls("syslog_tcp")), cfg.clone());
+    }
+    if let (Some(listener), Some(cfg)) = (listeners.syslog_tls, &services.config.sources.syslog_tls) {
+        start_syslog_tcp(services, listener, ("syslog_tls", tls("syslog_tls")), cfg.clone());
     }
     if let (Some(sockets), Some(cfg)) = (listeners.syslog_udp, &services.config.sources.syslog_udp) {
         start_syslog_udp(services, sockets, cfg.clone());
@@ -240,7 +279,7 @@ fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::Ht
     services.tracker.spawn(http::serve(listener, ctx, services.shutdown.clone(), tracker));
 }
 
-fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::TcpSource) {
+fn start_tcp(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>, cfg: crate::config::TcpSource) {
     let ctx = Arc::new(TcpContext {
         name: "tcp".into(),
         pipeline: services.pipeline.clone(),
@@ -249,6 +288,7 @@ fn start_tcp(services: &Services, listener: TcpListener, cfg: crate::config::Tcp
         ack_timeout: services.config.pipeline.ack_timeout,
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
+        tls,
         config: cfg,
     });
     let tracker = services.tracker.clone();
@@ -306,9 +346,15 @@ fn ensure_workspace(control: &ControlStore, id: u32, listener: &str) {
     }
 }
 
-fn start_syslog_tcp(services: &Services, listener: TcpListener, cfg: crate::config::SyslogTcpSource) {
+fn start_syslog_tcp(
+    services: &Services,
+    listener: TcpListener,
+    (name, tls): (&'static str, Option<Arc<Tls>>),
+    cfg: crate::config::SyslogTcpSource,
+) {
     let ctx = Arc::new(SyslogTcpContext {
-        base: syslog_context(services, ("syslog_tcp", ListenerKind::SyslogTcp), &cfg.common),
+        base: syslog_context(services, (name, ListenerKind::SyslogTcp), &cfg.common),
+        tls,
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
         config: cfg,

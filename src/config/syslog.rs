@@ -12,6 +12,11 @@
 //! max_connections_per_address = 64         # more from one address are closed at once
 //! idle_timeout = "5m"
 //!
+//! [sources.syslog_tls]                     # RFC 5425: syslog over TLS, the keys of syslog_tcp
+//! address = "0.0.0.0:6514"                  # (the default)
+//! workspace = 1
+//! tls = { cert = "/etc/sluice/tls/server.crt", key = "/etc/sluice/tls/server.key" }  # required
+//!
 //! [sources.syslog_udp]
 //! address = "0.0.0.0:514"
 //! workspace = 1
@@ -28,11 +33,13 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
-use super::{ByteSize, Count, default_idle_timeout, default_max_connections, default_per_address};
+use super::{ByteSize, Count, TlsConfig, default_idle_timeout, default_max_connections, default_per_address};
 use crate::codec::octet::{DEFAULT_MAX_MESSAGE, HARD_MAX_MESSAGE};
 use crate::codec::syslog::Zone;
 
 pub const DEFAULT_SYSLOG_ADDR: &str = "0.0.0.0:5514";
+/// RFC 5425's port for syslog over TLS.
+pub const DEFAULT_SYSLOG_TLS_ADDR: &str = "0.0.0.0:6514";
 /// Default workspace of the embedded syslog listeners (the one a fresh data dir has).
 pub const DEFAULT_SYSLOG_WORKSPACE: u32 = 1;
 const DEFAULT_RCVBUF: u64 = 8 << 20;
@@ -49,11 +56,13 @@ pub enum SyslogAuth {
     Key,
 }
 
-/// `[sources.syslog_tcp]`.
+/// `[sources.syslog_tcp]`, and `[sources.syslog_tls]` (where `tls` is required).
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyslogTcpSource {
     pub address: SocketAddr,
     pub common: SyslogCommon,
+    /// Connections speak TLS first (RFC 5425).
+    pub tls: Option<TlsConfig>,
     /// Connections open at once; more wait in the kernel's backlog.
     pub max_connections: Count,
     /// A connection that sends nothing for this long is closed.
@@ -127,6 +136,7 @@ impl SyslogTcpSource {
         SyslogTcpSource {
             address,
             common: SyslogCommon::new(SyslogAuth::Workspace(workspace)),
+            tls: None,
             max_connections: default_max_connections(),
             idle_timeout: default_idle_timeout(),
             max_connections_per_address: default_per_address(),
@@ -158,7 +168,9 @@ enum AuthKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTcp {
-    address: SocketAddr,
+    address: Option<SocketAddr>,
+    #[serde(default)]
+    tls: Option<TlsConfig>,
     workspace: Option<WorkspaceId>,
     auth: Option<AuthKind>,
     #[serde(default)]
@@ -228,16 +240,32 @@ fn common(
 impl<'de> Deserialize<'de> for SyslogTcpSource {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let r = RawTcp::deserialize(d)?;
-        let common = common(r.workspace, r.auth, r.allowed_sources, r.timezone, r.max_message_bytes)
-            .map_err(serde::de::Error::custom)?;
-        Ok(SyslogTcpSource {
-            address: r.address,
-            common,
-            max_connections: r.max_connections,
-            idle_timeout: r.idle_timeout,
-            max_connections_per_address: r.max_connections_per_address,
-        })
+        let address = r.address.ok_or_else(|| serde::de::Error::missing_field("address"))?;
+        tcp_source(r, address)
     }
+}
+
+/// `[sources.syslog_tls]`: a syslog TCP section whose `tls` table is
+/// required and whose address defaults to port 6514.
+pub(super) fn syslog_tls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SyslogTcpSource>, D::Error> {
+    let r = RawTcp::deserialize(d)?;
+    if r.tls.is_none() {
+        return Err(serde::de::Error::custom("[sources.syslog_tls] needs a `tls` table (cert and key)"));
+    }
+    let address = r.address.unwrap_or_else(|| DEFAULT_SYSLOG_TLS_ADDR.parse().expect("valid default address"));
+    tcp_source(r, address).map(Some)
+}
+
+fn tcp_source<E: serde::de::Error>(r: RawTcp, address: SocketAddr) -> Result<SyslogTcpSource, E> {
+    let common = common(r.workspace, r.auth, r.allowed_sources, r.timezone, r.max_message_bytes).map_err(E::custom)?;
+    Ok(SyslogTcpSource {
+        address,
+        common,
+        tls: r.tls,
+        max_connections: r.max_connections,
+        idle_timeout: r.idle_timeout,
+        max_connections_per_address: r.max_connections_per_address,
+    })
 }
 
 impl<'de> Deserialize<'de> for SyslogUdpSource {
@@ -358,6 +386,26 @@ mod tests {
     }
 
     #[test]
+    fn syslog_tls_takes_the_syslog_tcp_keys_and_defaults_to_port_6514() {
+        let c = parse(
+            "[sources.syslog_tls]\nworkspace = 2\nmax_connections = 7\n\
+             tls = { cert = \"/c.pem\", key = \"/k.pem\", client_ca = \"/ca.pem\" }\n",
+        )
+        .unwrap();
+        let s = c.sources.syslog_tls.unwrap();
+        assert_eq!((s.address.port(), s.common.auth, s.max_connections.0), (6514, SyslogAuth::Workspace(2), 7));
+        let tls = s.tls.unwrap();
+        assert_eq!(
+            (tls.cert.to_str(), tls.client_ca.as_deref().and_then(Path::to_str)),
+            (Some("/c.pem"), Some("/ca.pem"))
+        );
+        assert!(
+            Config::embedded().sources.syslog_tls.is_none(),
+            "TLS needs a certificate, so it is never on by default"
+        );
+    }
+
+    #[test]
     fn invalid_combinations_and_values_are_refused_with_their_line() {
         let cases = [
             ("[sources.syslog_tcp]\naddress = \"127.0.0.1:1\"\nauth = \"key\"\nworkspace = 2\n", "cannot be combined"),
@@ -372,6 +420,9 @@ mod tests {
             ("[sources.syslog_tcp]\naddress = \"127.0.0.1:1\"\nworkspace = 1\ntimezone = \"Mars\"\n", "time zone"),
             ("[sources.syslog_tcp]\naddress = \"127.0.0.1:1\"\nworkspace = 1\nmax_message_bytes = 0\n", "between"),
             ("[sources.syslog_tcp]\naddress = \"127.0.0.1:1\"\nworkspace = 1\nsockets = 2\n", "unknown field"),
+            ("[sources.syslog_tls]\nworkspace = 1\n", "needs a `tls` table"),
+            ("[sources.syslog_tls]\nworkspace = 1\ntls = { cert = \"c\" }\n", "missing field `key`"),
+            ("[sources.syslog_tcp]\nworkspace = 1\n", "missing field `address`"),
         ];
         for (text, want) in cases {
             let err = parse(text).unwrap_err().to_string();

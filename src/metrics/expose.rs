@@ -138,7 +138,7 @@ impl Collect {
         use MetricType::{Counter, Gauge};
         let ingest = ListenerKind::ingests;
         let all = |_| true;
-        let plain: [PerListener; 9] = [
+        let plain: [PerListener; 10] = [
             (EVENTS_RECEIVED, "Events received (before the commit).", Counter, ingest, |s| load(&s.events_received)),
             (BYTES_RECEIVED, "Bytes read from the network.", Counter, all, |s| load(&s.bytes_received)),
             (CONNECTIONS_OPEN, "Connections open now.", Gauge, ListenerKind::has_connections, |s| {
@@ -160,6 +160,13 @@ impl Collect {
                 Counter,
                 ListenerKind::is_syslog,
                 |s| load(&s.truncated),
+            ),
+            (
+                TLS_HANDSHAKE_FAILURES,
+                "TLS handshakes that failed or timed out (0 on listeners without TLS).",
+                Counter,
+                ListenerKind::has_connections,
+                |s| load(&s.tls_handshake_failures),
             ),
             (
                 PEERS_REFUSED,

@@ -43,6 +43,7 @@ pub const PASSWORD_HASH_WAITS: &str = "sluice_admin_password_hash_waits_total";
 pub const EXPORTS_CUT: &str = "sluice_exports_cut_total";
 pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
 pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
+pub const TLS_HANDSHAKE_FAILURES: &str = "sluice_tls_handshake_failures_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
 pub const UDP_KERNEL_DROPS: &str = "sluice_udp_kernel_drops_total";
 pub const UDP_RCVBUF_ERRORS: &str = "sluice_udp_rcvbuf_errors_total";
@@ -247,6 +248,8 @@ pub struct SourceMetrics {
     pub truncated: AtomicU64,
     /// Connections or datagrams refused because the peer is not in `allowed_sources`.
     pub peers_refused: AtomicU64,
+    /// TLS handshakes that failed or timed out (TLS listeners only).
+    pub tls_handshake_failures: AtomicU64,
     /// Messages dropped because the pipeline was full (UDP sheds instead of waiting).
     pub dropped_overload: AtomicU64,
     /// Datagrams the kernel dropped on this listener's sockets (`/proc/net/udp` drops).
@@ -276,6 +279,7 @@ impl SourceMetrics {
             cut: Default::default(),
             truncated: AtomicU64::new(0),
             peers_refused: AtomicU64::new(0),
+            tls_handshake_failures: AtomicU64::new(0),
             dropped_overload: AtomicU64::new(0),
             kernel_drops: AtomicU64::new(0),
             ack_seconds: Histogram::new(histogram::STAGE_SECONDS),

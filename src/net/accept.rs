@@ -47,14 +47,15 @@ pub struct AcceptLimits {
     pub per_address: usize,
 }
 
-/// Open connections per client address.
+/// Open connections (or anything else counted) per client address.
 #[derive(Debug, Default)]
-struct PerAddress {
+pub(crate) struct PerAddress {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl PerAddress {
-    fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+    /// One more for `ip`, given back when the slot drops; `None` at `cap`.
+    pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= cap {
@@ -66,7 +67,7 @@ impl PerAddress {
 }
 
 #[derive(Debug)]
-struct AddressSlot {
+pub(crate) struct AddressSlot {
     table: Arc<PerAddress>,
     ip: IpAddr,
 }

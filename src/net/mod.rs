@@ -11,6 +11,8 @@
 //! - [`http`]: the one hyper server (`serve_http`) and the body reader.
 //! - [`body_stream`]: streamed response bodies fed by a producer, capped in number.
 //! - [`limits`]: process limits raised at start (`RLIMIT_NOFILE`).
+//! - [`tls`]: a listener's certificates, and the handshake with its deadline
+//!   and per-address cap.
 
 pub mod accept;
 pub mod body_stream;
@@ -19,3 +21,4 @@ pub mod conn;
 pub mod deadline;
 pub mod http;
 pub mod limits;
+pub mod tls;

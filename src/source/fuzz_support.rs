@@ -128,6 +128,7 @@ pub fn acked_session_input(data: &[u8]) {
                 min_rate: 1,
             },
             abort: CancellationToken::new(),
+            tls: None,
         });
         let (shutdown, tracker) = (CancellationToken::new(), TaskTracker::new());
         let server = tokio::spawn(serve(listener, ctx, shutdown.clone(), tracker.clone()));

@@ -25,9 +25,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,6 +44,7 @@ use crate::net::accept::{Listener, accept_loop};
 use crate::net::budget::Account;
 use crate::net::conn::{End, LoopEnv, Protocol, READ_CHUNK, read_loop};
 use crate::net::deadline::Timeouts;
+use crate::net::tls::Tls;
 use crate::pipeline::{Batch, DedupId, Outcome, Pipeline};
 use crate::store::chunk::ChunkBuilder;
 use crate::store::now_ms;
@@ -64,6 +64,8 @@ pub struct TcpContext {
     pub timeouts: Timeouts,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
+    /// Set when the listener has a `tls` table: connections start with its handshake.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Serves the listener until `shutdown`; connections run on `tracker`.
@@ -75,12 +77,29 @@ pub async fn serve(listener: TcpListener, ctx: Arc<TcpContext>, shutdown: Cancel
         let ctx = conn_ctx.clone();
         let shutdown = shutdown.clone();
         async move {
-            Connection::run(ctx, stream, peer, shutdown).await;
+            // Best effort: NODELAY only changes ack latency.
+            stream.set_nodelay(true).ok();
+            match ctx.tls.clone() {
+                None => {
+                    let (read, write) = stream.into_split();
+                    Connection::run(ctx, read, Box::new(write), peer, shutdown).await;
+                }
+                Some(tls) => {
+                    let (name, deadline) = (ctx.name.as_str(), ctx.timeouts.frame);
+                    if let Some(stream) = tls.handshake(stream, peer, deadline, name, &ctx.metrics).await {
+                        let (read, write) = tokio::io::split(stream);
+                        Connection::run(ctx, read, Box::new(write), peer, shutdown).await;
+                    }
+                }
+            }
             drop(slot);
         }
     })
     .await;
 }
+
+/// Where a connection's acks are written: the socket, or its TLS session.
+type AckOut = Box<dyn AsyncWrite + Send + Unpin>;
 
 enum Flow {
     Continue,
@@ -107,7 +126,7 @@ struct Connection {
     bad_keys_in_a_row: usize,
     /// The commit outcome of the last unacked (Tell) batch handed on.
     last_commit: Option<oneshot::Receiver<Outcome>>,
-    writer: Option<OwnedWriteHalf>,
+    writer: Option<AckOut>,
     acks: Option<(mpsc::Sender<Pending>, JoinHandle<()>)>,
     /// When the first byte of the frame still incomplete in the buffer arrived.
     partial_since: Option<Instant>,
@@ -169,10 +188,13 @@ impl Protocol for Connection {
 }
 
 impl Connection {
-    async fn run(ctx: Arc<TcpContext>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
-        // Best effort: NODELAY only changes ack latency.
-        stream.set_nodelay(true).ok();
-        let (mut read, write) = stream.into_split();
+    async fn run(
+        ctx: Arc<TcpContext>,
+        mut read: impl AsyncRead + Unpin,
+        write: AckOut,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         let metrics = ctx.metrics.clone();
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
@@ -389,7 +411,7 @@ struct AckWriter {
 
 impl AckWriter {
     /// Writes replies in order; flushes whenever the next one is not ready yet.
-    async fn run(self, mut rx: mpsc::Receiver<Pending>, write: OwnedWriteHalf) {
+    async fn run(self, mut rx: mpsc::Receiver<Pending>, write: AckOut) {
         let mut out = BufWriter::new(write);
         // Acks written and not flushed yet: when their outcome came, and their frame's first byte.
         let mut unflushed: Vec<(Instant, Instant)> = Vec::new();
@@ -428,7 +450,7 @@ impl AckWriter {
 
     /// Flushes, then times the acks that went out: the `reply` stage and
     /// the whole `sluice_ack_duration_seconds`.
-    async fn flush(&self, out: &mut BufWriter<OwnedWriteHalf>, unflushed: &mut Vec<(Instant, Instant)>) -> bool {
+    async fn flush(&self, out: &mut BufWriter<AckOut>, unflushed: &mut Vec<(Instant, Instant)>) -> bool {
         if !self.timely(out.flush()).await {
             return false;
         }

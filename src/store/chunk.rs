@@ -246,7 +246,9 @@ pub fn decode(value: &[u8]) -> Result<Chunk, ChunkError> {
     }
     let block = match codec {
         CODEC_PLAIN => body.to_vec(),
-        CODEC_LZ4 => lz4_flex::block::decompress(body, raw_len).map_err(|e| ChunkError::Corrupt { reason: e.to_string() })?,
+        CODEC_LZ4 => {
+            lz4_flex::block::decompress(body, raw_len).map_err(|e| ChunkError::Corrupt { reason: e.to_string() })?
+        }
         CODEC_ZSTD => zstd_decompress(body, raw_len).map_err(|reason| ChunkError::Corrupt { reason })?,
         codec => return Err(ChunkError::UnknownCodec { codec }),
     };

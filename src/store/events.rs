@@ -31,7 +31,8 @@ pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 /// Every table of events.redb, for [`super::backup`] (which refuses a
 /// database holding a table not listed here).
-pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] = &[&META, &CHUNKS, &CHUNK_TAILS, &SEQ, &DEDUP, &DEDUP_EXPIRY];
+pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] =
+    &[&META, &CHUNKS, &CHUNK_TAILS, &SEQ, &DEDUP, &DEDUP_EXPIRY];
 
 /// The on-disk format this build writes. Older formats are migrated on open;
 /// newer ones are refused. v2 added `meta.chunk_bytes` (v1 files get it by

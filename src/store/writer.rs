@@ -36,9 +36,9 @@ use redb::{Database, Durability, ReadableTable};
 
 use super::StoreError;
 use super::events::{self, CHUNK_BYTES_KEY, DEDUP, DEDUP_EXPIRY, META, SEQ};
-use super::rows::ChunkRows;
 use super::query::{Committed, EventsHandle};
 use super::retention::{self, Policy, Schedule};
+use super::rows::ChunkRows;
 use crate::metrics::{Metrics, Stage};
 use crate::pipeline::{Batch, Outcome};
 

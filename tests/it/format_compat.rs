@@ -12,7 +12,6 @@ use std::process::Command;
 use common::BIN;
 use serde_json::Value;
 
-
 fn lines(text: &str) -> Vec<Value> {
     text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }

@@ -3,6 +3,7 @@
 
 mod common;
 mod syslog_support;
+mod tls_support;
 
 mod acked;
 mod admin_api;
@@ -32,6 +33,8 @@ mod syslog_logger;
 mod syslog_rsyslog;
 mod syslog_shapes;
 mod syslog_sources;
+mod syslog_tls;
 mod systemd;
+mod tcp_tls;
 mod tell_sdk;
 mod top;

@@ -1,5 +1,6 @@
 //! `[sources.syslog_tcp]`: syslog over TCP, RFC 6587 framing (see
-//! `codec::octet`).
+//! `codec::octet`), and `[sources.syslog_tls]`: the same over TLS (RFC 5425,
+//! octet-counted; the handshake is `net::tls`'s, before anything is read).
 //!
 //! Connections run the toolkit's read loop (`net::conn`): bytes are charged
 //! to the connection's account as they arrive; every complete frame is
@@ -24,7 +25,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncRead;
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
@@ -38,12 +40,15 @@ use crate::net::accept::{Listener, accept_loop};
 use crate::net::budget::Account;
 use crate::net::conn::{End, LoopEnv, Protocol, READ_CHUNK, read_loop};
 use crate::net::deadline::Timeouts;
+use crate::net::tls::Tls;
 use crate::store::now_ms;
 
 /// Everything a syslog TCP connection needs, shared by all of them.
 pub struct SyslogTcpContext {
     pub base: SyslogContext,
     pub config: SyslogTcpSource,
+    /// Set on a TLS listener: every connection starts with its handshake.
+    pub tls: Option<Arc<Tls>>,
     pub timeouts: Timeouts,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
@@ -60,11 +65,16 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SyslogTcpContext>, shutdown: 
         let ctx = handler_ctx.clone();
         let shutdown = shutdown.clone();
         async move {
-            if ctx.base.common.allows(peer.ip()) {
-                Connection::run(ctx, stream, peer, shutdown).await;
-            } else {
+            if !ctx.base.common.allows(peer.ip()) {
                 ctx.base.metrics.peers_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(listener = ctx.base.name, %peer, "peer not in allowed_sources; connection closed");
+            } else if let Some(tls) = ctx.tls.clone() {
+                let (name, deadline) = (ctx.base.name, ctx.timeouts.frame);
+                if let Some(stream) = tls.handshake(stream, peer, deadline, name, &ctx.base.metrics).await {
+                    Connection::run(ctx, stream, peer, shutdown).await;
+                }
+            } else {
+                Connection::run(ctx, stream, peer, shutdown).await;
             }
             drop(slot);
         }
@@ -119,7 +129,12 @@ impl Protocol for Connection {
 }
 
 impl Connection {
-    async fn run(ctx: Arc<SyslogTcpContext>, stream: TcpStream, peer: SocketAddr, shutdown: CancellationToken) {
+    async fn run<S: AsyncRead + Unpin>(
+        ctx: Arc<SyslogTcpContext>,
+        stream: S,
+        peer: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
         let mut stream = stream;
         let metrics = ctx.base.metrics.clone();
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);

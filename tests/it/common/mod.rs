@@ -24,6 +24,8 @@ pub struct Daemon {
     /// Set when the config has `[sources.syslog_tcp]` / `[sources.syslog_udp]`.
     pub syslog_tcp: Option<SocketAddr>,
     pub syslog_udp: Option<SocketAddr>,
+    /// Set when the config has `[sources.syslog_tls]`.
+    pub syslog_tls: Option<SocketAddr>,
     /// Set when the config has `[admin]`.
     pub admin: Option<SocketAddr>,
     /// Set when the config has `[sources.http]`.
@@ -67,7 +69,7 @@ impl Daemon {
         let mut tcp = None;
         let mut admin = None;
         let mut http = None;
-        let (mut syslog_tcp, mut syslog_udp) = (None, None);
+        let (mut syslog_tcp, mut syslog_udp, mut syslog_tls) = (None, None, None);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -77,6 +79,9 @@ impl Daemon {
                 }
                 Ok(line) if line.contains("listening") && line.contains("listener=\"syslog_udp\"") => {
                     syslog_udp = addr_in(&line)
+                }
+                Ok(line) if line.contains("listening") && line.contains("listener=\"syslog_tls\"") => {
+                    syslog_tls = addr_in(&line)
                 }
                 Ok(line) if line.contains("listening") && line.contains("listener=\"admin\"") => admin = addr_in(&line),
                 Ok(line) if line.contains("listening") && line.contains("listener=\"http\"") => http = addr_in(&line),
@@ -90,6 +95,7 @@ impl Daemon {
             tcp: tcp.unwrap_or_else(|| ([0, 0, 0, 0], 0).into()),
             syslog_tcp,
             syslog_udp,
+            syslog_tls,
             admin,
             http,
             data_dir: data_dir.to_path_buf(),

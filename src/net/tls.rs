@@ -1,0 +1,184 @@
+//! TLS for the TCP listeners: a listener's certificate, key and client CA
+//! loaded into a rustls server config (the `ring` provider, TLS 1.3 and
+//! 1.2: rsyslog's GnuTLS driver in anonymous mode speaks 1.2 only), and
+//! the handshake every connection of a TLS listener goes through before the
+//! listener's own protocol sees a byte.
+//!
+//! A handshake has the listener's frame deadline, and a client address may
+//! have at most [`HANDSHAKES_PER_ADDRESS`] handshakes in progress at once
+//! (more are closed at once, counted as `per_address` cuts), so peers
+//! without a certificate or key cannot hold slots or spend the cores on
+//! key exchanges. A failed handshake (no TLS, a certificate the client CA
+//! did not sign, a timeout) is counted in
+//! `sluice_tls_handshake_failures_total` and logged at DEBUG only.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::accept::PerAddress;
+use crate::config::TlsConfig;
+use crate::metrics::{Cut, SourceMetrics};
+
+/// Handshakes one client address may have in progress on one listener.
+pub const HANDSHAKES_PER_ADDRESS: usize = 8;
+
+/// Why a listener's TLS settings cannot be used.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {reason}")]
+    File { what: &'static str, path: String, reason: String },
+    #[error("{what} {path} holds no {expected}")]
+    Empty { what: &'static str, path: String, expected: &'static str },
+    #[error("the certificate and key do not make a TLS server config: {0}")]
+    Config(String),
+}
+
+/// A listener's TLS: its server config and its handshakes in progress.
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    handshakes: Arc<PerAddress>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").finish_non_exhaustive()
+    }
+}
+
+impl Tls {
+    /// Reads the files named in `config` and builds the server config.
+    pub fn load(config: &TlsConfig) -> Result<Tls, TlsError> {
+        Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(server_config(config)?)), handshakes: Arc::default() })
+    }
+
+    /// The TLS session over `stream`, or `None` (counted, logged at DEBUG)
+    /// when the handshake fails or is not done within `deadline`.
+    pub async fn handshake(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        deadline: Duration,
+        listener: &str,
+        metrics: &SourceMetrics,
+    ) -> Option<TlsStream<TcpStream>> {
+        let Some(_slot) = self.handshakes.try_take(peer.ip(), HANDSHAKES_PER_ADDRESS) else {
+            metrics.cut(Cut::PerAddress);
+            tracing::debug!(listener, %peer, "too many TLS handshakes from one address; closed");
+            return None;
+        };
+        let why = match tokio::time::timeout(deadline, self.acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => return Some(tls),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("not done in {deadline:?}"),
+        };
+        metrics.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(listener, %peer, reason = %why, "TLS handshake failed");
+        None
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn server_config(config: &TlsConfig) -> Result<ServerConfig, TlsError> {
+    let certs = certificates(&config.cert, "cert")?;
+    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| file_error("key", &config.key, e))?;
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &config.client_ca {
+        Some(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in certificates(path, "client_ca")? {
+                roots.add(cert).map_err(|e| TlsError::Config(format!("client_ca {}: {e}", path.display())))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))
+}
+
+/// Every certificate of a PEM file, in order; an error when there is none.
+fn certificates(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| file_error(what, path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty { what, path: path.display().to_string(), expected: "PEM certificate" });
+    }
+    Ok(certs)
+}
+
+fn file_error(what: &'static str, path: &Path, e: rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::File { what, path: path.display().to_string(), reason: e.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// A self-signed certificate and its key, as PEM files in `dir`.
+    fn write_pair(dir: &Path) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap().self_signed(&key).unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    fn config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> TlsConfig {
+        TlsConfig { cert: cert.to_path_buf(), key: key.to_path_buf(), client_ca: client_ca.map(Path::to_path_buf) }
+    }
+
+    #[test]
+    fn a_certificate_and_its_key_load_with_or_without_a_client_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path());
+        assert!(Tls::load(&config(&cert, &key, None)).is_ok());
+        assert!(Tls::load(&config(&cert, &key, Some(&cert))).is_ok());
+    }
+
+    #[test]
+    fn unusable_files_are_refused_with_what_and_where() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path());
+        let other = tempfile::tempdir().unwrap();
+        let (_, other_key) = write_pair(other.path());
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "no PEM here\n").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let cases = [
+            (config(&missing, &key, None), "cannot read cert"),
+            (config(&empty, &key, None), "holds no PEM certificate"),
+            (config(&cert, &empty, None), "cannot read key"),
+            (config(&cert, &cert, None), "cannot read key"),
+            (config(&cert, &other_key, None), "do not make a TLS server config"),
+            (config(&cert, &key, Some(&empty)), "client_ca"),
+        ];
+        for (cfg, want) in cases {
+            let err = Tls::load(&cfg).map(|_| ()).unwrap_err().to_string();
+            assert!(err.contains(want), "{cfg:?}: {err}");
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! `[sources.syslog_tls]`: syslog over TLS (RFC 5425) with real clients.
+//! A rustls client's octet-counted messages are stored; a plaintext peer, a
+//! client that does not trust the server's CA, and a peer that connects
+//! and says nothing each fail their handshake, are counted, and store
+//! nothing. rsyslog's `omfwd` with the GnuTLS driver in anonymous mode
+//! (TLS 1.2) forwards into it intact.
+
+use crate::common::Daemon;
+use crate::common::admin::{ApiClient, metric};
+use crate::syslog_support::rsyslog::{Rsyslog, send_octet_counted};
+use crate::syslog_support::{octet_counted, stop_and_export};
+use crate::tls_support::{Certs, connect};
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncWriteExt;
+
+const FAILURES: &str = "sluice_tls_handshake_failures_total{listener=\"syslog_tls\"}";
+
+fn start(dir: &Path, certs: &Certs, extra: &str) -> Daemon {
+    let sections =
+        format!("[sources.syslog_tls]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n{}\n{extra}", certs.table());
+    Daemon::start(&dir.join("data"), &sections)
+}
+
+/// Waits until `/metrics` shows at least `n` handshake failures.
+fn wait_failures(api: &ApiClient, n: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got = metric(api, FAILURES);
+        if got >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_clients_are_stored_and_failed_handshakes_are_counted_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let other = Certs::new(&dir.path().join("other"), "another CA");
+    let d = start(dir.path(), &certs, "[admin]\naddress = \"127.0.0.1:0\"\n");
+    let addr = d.syslog_tls.expect("syslog_tls listening");
+    let api = ApiClient::new(&d.admin.expect("admin").to_string());
+
+    let mut tls = connect(addr, &certs.ca).await.expect("handshake with a client that trusts the CA");
+    let messages: Vec<Vec<u8>> =
+        (0..3).map(|i| format!("<14>1 2026-11-30T10:00:00Z host app - - - over tls {i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = messages.iter().map(Vec::as_slice).collect();
+    tls.write_all(&octet_counted(&refs)).await.unwrap();
+    tls.shutdown().await.unwrap();
+
+    // A plaintext client: its octet-counted message is not a ClientHello.
+    let mut plain = std::net::TcpStream::connect(addr).unwrap();
+    plain.write_all(&octet_counted(&[b"<14>1 - host app - - - in clear"])).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut rest = Vec::new();
+    let _ = plain.read_to_end(&mut rest);
+    assert!(!String::from_utf8_lossy(&rest).contains("in clear"));
+    // A client that does not trust the server's CA aborts the handshake.
+    assert!(connect(addr, &other.ca).await.is_err(), "a client with another CA must not connect");
+    assert_eq!(wait_failures(&api, 2), 2, "the plaintext peer and the distrusting client");
+
+    let (events, log) = stop_and_export(d);
+    let texts: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    assert_eq!(texts, ["over tls 0", "over tls 1", "over tls 2"], "log:\n{log}");
+    assert!(events.iter().all(|e| e["listener"] == "syslog_tls"), "{events:?}");
+    assert!(!log.contains("in clear"));
+}
+
+#[test]
+fn a_peer_that_never_finishes_its_handshake_is_cut_at_the_frame_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let d = start(dir.path(), &certs, "[admin]\naddress = \"127.0.0.1:0\"\n[pipeline]\nframe_timeout = \"1s\"\n");
+    let api = ApiClient::new(&d.admin.expect("admin").to_string());
+    let mut silent = std::net::TcpStream::connect(d.syslog_tls.unwrap()).unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).unwrap_or(0), 0, "closed without a word");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(10), "{waited:?}");
+    assert_eq!(wait_failures(&api, 1), 1);
+    let (events, _) = stop_and_export(d);
+    assert!(events.is_empty());
+}
+
+#[test]
+fn rsyslog_forwards_over_gnutls_in_anonymous_mode() {
+    const MESSAGES: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let d = start(dir.path(), &certs, "");
+    let port = d.syslog_tls.expect("syslog_tls listening").port();
+    let rs_dir = dir.path().join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let conf = format!(
+        "global(DefaultNetstreamDriver=\"gtls\")\n\
+         ruleset(name=\"fwd\") {{ action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" \
+         StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"anon\" TCP_Framing=\"octet-counted\" \
+         template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" queue.timeoutShutdown=\"20000\" \
+         action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\") \
+         action(type=\"omfile\" file=\"{d}/seen\") }}\n\
+         input(type=\"imptcp\" path=\"{s}\" unlink=\"on\" ruleset=\"fwd\")\n",
+        d = rs_dir.display(),
+        s = socket.display(),
+    );
+    let rs = Rsyslog::start(&rs_dir, &conf, std::slice::from_ref(&socket));
+    let messages: Vec<Vec<u8>> = (0..MESSAGES)
+        .map(|i| format!("<29>Oct 11 22:14:15 srchost app[7]: via gtls seq={i:04}").into_bytes())
+        .collect();
+    send_octet_counted(&socket, &messages);
+    let seen = rs_dir.join("seen");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&seen).map_or(0, |t| t.matches(" seq=").count()) < MESSAGES
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rs.stop();
+    let rs_log = std::fs::read_to_string(rs_dir.join("rsyslogd.log")).unwrap_or_default();
+    let (events, log) = stop_and_export(d);
+    let got: Vec<String> = events.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
+    let want: Vec<String> = (0..MESSAGES).map(|i| format!("via gtls seq={i:04}")).collect();
+    assert_eq!(got, want, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
+    assert!(events.iter().all(|e| e["hostname"] == "srchost" && e["protocol"] == "rfc5424"), "{:?}", events.first());
+}

@@ -1,0 +1,98 @@
+//! `[sources.tcp.tls]`: the raw TCP source over TLS. An acked frame sent
+//! through a rustls session is stored and answered through it; `openssl
+//! s_client` completes a TLS 1.2 handshake (what rsyslog's GnuTLS driver
+//! speaks) and verifies the chain; a plaintext Tell frame on the TLS port is
+//! not a ClientHello and stores nothing.
+
+use crate::common::{Daemon, create_key, export, hex_key};
+use crate::tls_support::{Certs, connect};
+
+use std::io::{Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use sluice::client::tell_batch;
+use sluice::codec::ack::{ACK_LEN, Ack, Status};
+use sluice::codec::frame::{AckedHeader, encode_acked, encode_tell};
+use tell_encoding::{EventParams, EventType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn batch(key: &[u8; 16], marker: &str) -> Vec<u8> {
+    let payload = format!("{{\"marker\":\"{marker}\"}}");
+    let event = EventParams {
+        event_type: EventType::Track,
+        timestamp: 1_700_000_000_000,
+        service: Some("svc"),
+        device_id: Some(&[7u8; 16]),
+        session_id: None,
+        event_name: Some("Marked"),
+        payload: Some(payload.as_bytes()),
+    };
+    tell_batch(key, 1, &[event])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_frames_over_tls_are_stored_and_answered_and_plaintext_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = hex_key(&create_key(&data, 1).1);
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let d = Daemon::start(&data, &format!("[sources.tcp.tls]\ncert = {:?}\nkey = {:?}\n", certs.cert, certs.key));
+
+    let mut tls = connect(d.tcp, &certs.ca).await.expect("TLS handshake");
+    let mut frame = Vec::new();
+    encode_acked(&AckedHeader { producer: [9; 16], batch_id: 1 }, &batch(&key, "over-tls"), &mut frame);
+    tls.write_all(&frame).await.unwrap();
+    let mut ack = [0u8; ACK_LEN];
+    tokio::time::timeout(Duration::from_secs(20), tls.read_exact(&mut ack)).await.expect("ack in time").unwrap();
+    let ack = Ack::decode(&ack).unwrap();
+    assert_eq!((ack.status, ack.count), (Status::Stored, 1));
+
+    // A Tell SDK frame in clear on the TLS port.
+    let mut plain = std::net::TcpStream::connect(d.tcp).unwrap();
+    let mut frame = Vec::new();
+    encode_tell(&batch(&key, "in-clear"), &mut frame);
+    plain.write_all(&frame).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = plain.read_to_end(&mut Vec::new());
+
+    // openssl's client, TLS 1.2 only, checking the chain against the CA.
+    let mut s_client = Command::new("openssl")
+        .args(["s_client", "-tls1_2", "-brief", "-verify_return_error", "-connect", &d.tcp.to_string(), "-CAfile"])
+        .arg(&certs.ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl (apt-get install openssl)");
+    drop(s_client.stdin.take());
+    let out = s_client.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("Protocol version: TLSv1.2") && text.contains("Verification: OK"), "{text}");
+
+    assert!(d.stop().success());
+    let markers: Vec<_> =
+        export(&data).iter().filter_map(|e| e["payload"]["marker"].as_str().map(str::to_owned)).collect();
+    assert_eq!(markers, ["over-tls"]);
+}
+
+#[test]
+fn check_config_and_start_up_refuse_a_tls_table_whose_files_do_not_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let missing = dir.path().join("tls/missing.key");
+    let path = dir.path().join("sluice.toml");
+    let text = format!(
+        "data_dir = {:?}\n[sources.tcp]\naddress = \"127.0.0.1:0\"\n[sources.tcp.tls]\ncert = {:?}\nkey = {:?}\n",
+        dir.path().join("data"),
+        certs.cert,
+        missing
+    );
+    std::fs::write(&path, text).unwrap();
+    for args in [&["check-config"][..], &["serve", "--config"][..]] {
+        let out = Command::new(crate::common::BIN).args(args).arg(&path).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains("[sources.tcp.tls]") && err.contains("missing.key"), "{args:?}: {err}");
+    }
+}
