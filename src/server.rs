@@ -155,6 +155,33 @@ pub fn load_tls(config: &Config) -> Result<HashMap<&'static str, Arc<Tls>>, Serv
         .collect()
 }
 
+/// Reloads every listener's certificate and key on SIGHUP, until shutdown
+/// (SIGHUP never stops the daemon, with or without TLS listeners).
+async fn reload_tls_on_sighup(tls: Vec<(&'static str, Arc<Tls>)>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; restart to change certificates");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        if tls.is_empty() {
+            tracing::info!("SIGHUP: no TLS listener to reload");
+        }
+        for (listener, tls) in &tls {
+            match tls.reload() {
+                Ok(()) => tracing::info!(listener, "TLS certificate and key reloaded"),
+                Err(e) => {
+                    tracing::error!(listener, error = %e, "TLS reload failed; the previous certificate stays in use")
+                }
+            }
+        }
+    }
+}
+
 /// What every listener task shares.
 #[derive(Clone)]
 pub struct Services {
@@ -214,6 +241,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     for (name, addr) in listeners.addresses() {
         tracing::info!(listener = name, %addr, "listening");
     }
+    let tls: Vec<_> = listeners.tls.iter().map(|(name, tls)| (*name, tls.clone())).collect();
+    services.tracker.spawn(reload_tls_on_sighup(tls, services.shutdown.clone()));
     start_listeners(&services, listeners);
     let housekeeping = CancellationToken::new();
     let chores = tokio::spawn(housekeep(services.clone(), housekeeping.clone()));

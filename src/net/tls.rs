@@ -11,11 +11,15 @@
 //! key exchanges. A failed handshake (no TLS, a certificate the client CA
 //! did not sign, a timeout) is counted in
 //! `sluice_tls_handshake_failures_total` and logged at DEBUG only.
+//!
+//! [`Tls::reload`] reads the files again (on SIGHUP): new handshakes use the
+//! new certificate, sessions already open keep theirs, and files that do
+//! not load leave the old certificate in place.
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject;
@@ -46,9 +50,11 @@ pub enum TlsError {
     Config(String),
 }
 
-/// A listener's TLS: its server config and its handshakes in progress.
+/// A listener's TLS: where its files are, the server config made from them
+/// last, and its handshakes in progress.
 pub struct Tls {
-    acceptor: TlsAcceptor,
+    config: TlsConfig,
+    acceptor: RwLock<TlsAcceptor>,
     handshakes: Arc<PerAddress>,
 }
 
@@ -61,7 +67,19 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// Reads the files named in `config` and builds the server config.
     pub fn load(config: &TlsConfig) -> Result<Tls, TlsError> {
-        Ok(Tls { acceptor: TlsAcceptor::from(Arc::new(server_config(config)?)), handshakes: Arc::default() })
+        Ok(Tls {
+            acceptor: RwLock::new(TlsAcceptor::from(Arc::new(server_config(config)?))),
+            config: config.clone(),
+            handshakes: Arc::default(),
+        })
+    }
+
+    /// Reads the files again; on success, handshakes from now on use them.
+    /// On error nothing changes.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let fresh = TlsAcceptor::from(Arc::new(server_config(&self.config)?));
+        *self.acceptor.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        Ok(())
     }
 
     /// The TLS session over `stream`, or `None` (counted, logged at DEBUG)
@@ -79,7 +97,8 @@ impl Tls {
             tracing::debug!(listener, %peer, "too many TLS handshakes from one address; closed");
             return None;
         };
-        let why = match tokio::time::timeout(deadline, self.acceptor.accept(stream)).await {
+        let acceptor = self.acceptor.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let why = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => return Some(tls),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("not done in {deadline:?}"),

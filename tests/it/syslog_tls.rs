@@ -129,3 +129,56 @@ fn rsyslog_forwards_over_gnutls_in_anonymous_mode() {
     assert_eq!(got, want, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
     assert!(events.iter().all(|e| e["hostname"] == "srchost" && e["protocol"] == "rfc5424"), "{:?}", events.first());
 }
+
+/// Waits until the daemon's log has `n` lines containing `needle`.
+fn wait_log(d: &Daemon, needle: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while d.log_text().matches(needle).count() < n {
+        assert!(Instant::now() < deadline, "no {needle:?} in the log:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+async fn send(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>, text: &str) {
+    let msg = format!("<14>1 2026-11-30T10:00:00Z host app - - - {text}");
+    tls.write_all(&octet_counted(&[msg.as_bytes()])).await.unwrap();
+    tls.flush().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_certificate_keeps_open_sessions_and_survives_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Certs::new(&dir.path().join("tls"), "first CA");
+    let second = Certs::new(&dir.path().join("second"), "second CA");
+    let d = start(dir.path(), &first, "");
+    let addr = d.syslog_tls.unwrap();
+    let mut open = connect(addr, &first.ca).await.expect("the first certificate");
+    send(&mut open, "before reload").await;
+
+    std::fs::copy(&second.cert, &first.cert).unwrap();
+    std::fs::copy(&second.key, &first.key).unwrap();
+    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    wait_log(&d, "TLS certificate and key reloaded", 1);
+    assert!(connect(addr, &first.ca).await.is_err(), "the first certificate is gone for new sessions");
+    let mut fresh = connect(addr, &second.ca).await.expect("the second certificate");
+    send(&mut fresh, "after reload").await;
+    send(&mut open, "on the session opened before").await;
+
+    std::fs::write(&first.cert, "not a certificate\n").unwrap();
+    unsafe { libc::kill(d.pid(), libc::SIGHUP) };
+    wait_log(&d, "TLS reload failed", 1);
+    let mut still = connect(addr, &second.ca).await.expect("a bad file keeps the certificate in use");
+    send(&mut still, "after a failed reload").await;
+    for mut tls in [open, fresh, still] {
+        tls.shutdown().await.unwrap();
+    }
+
+    let (events, log) = stop_and_export(d);
+    let mut texts: Vec<&str> = events.iter().filter_map(|e| e["message"].as_str()).collect();
+    texts.sort_unstable();
+    assert_eq!(
+        texts,
+        ["after a failed reload", "after reload", "before reload", "on the session opened before"],
+        "log:\n{log}"
+    );
+}
