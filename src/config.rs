@@ -334,12 +334,20 @@ pub enum ConfigError {
 }
 
 impl Config {
-    /// The listeners with a `tls` table, by listener name.
-    pub fn tls_tables(&self) -> Vec<(&'static str, &TlsConfig)> {
-        let mut out: Vec<_> = self.sources.tcp.iter().filter_map(|t| Some(("tcp", t.tls.as_ref()?))).collect();
-        out.extend(self.sources.syslog_tcp.iter().filter_map(|s| Some(("syslog_tcp", s.tls.as_ref()?))));
-        out.extend(self.sources.syslog_tls.iter().filter_map(|s| Some(("syslog_tls", s.tls.as_ref()?))));
-        out
+    /// The listeners with a `tls` table: listener name, the table's
+    /// section, the table.
+    pub fn tls_tables(&self) -> Vec<(&'static str, &'static str, &TlsConfig)> {
+        let s = &self.sources;
+        [
+            ("tcp", "sources.tcp.tls", s.tcp.as_ref().and_then(|t| t.tls.as_ref())),
+            ("syslog_tcp", "sources.syslog_tcp.tls", s.syslog_tcp.as_ref().and_then(|t| t.tls.as_ref())),
+            ("syslog_tls", "sources.syslog_tls.tls", s.syslog_tls.as_ref().and_then(|t| t.tls.as_ref())),
+            ("http", "sources.http.tls", s.http.as_ref().and_then(|t| t.tls.as_ref())),
+            ("admin", "admin.tls", self.admin.as_ref().and_then(|t| t.tls.as_ref())),
+        ]
+        .into_iter()
+        .filter_map(|(listener, section, tls)| Some((listener, section, tls?)))
+        .collect()
     }
 
     /// The embedded defaults: every listener on its default address.

@@ -52,9 +52,9 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("internal task failed: {reason}")]
     Task { reason: String },
-    #[error("[sources.{listener}.tls]: {source}")]
+    #[error("[{section}]: {source}")]
     Tls {
-        listener: &'static str,
+        section: &'static str,
         #[source]
         source: crate::net::tls::TlsError,
     },
@@ -148,9 +148,9 @@ pub fn load_tls(config: &Config) -> Result<HashMap<&'static str, Arc<Tls>>, Serv
     config
         .tls_tables()
         .into_iter()
-        .map(|(listener, cfg)| match Tls::load(cfg) {
+        .map(|(listener, section, cfg)| match Tls::load(cfg) {
             Ok(tls) => Ok((listener, Arc::new(tls))),
-            Err(source) => Err(ServerError::Tls { listener, source }),
+            Err(source) => Err(ServerError::Tls { section, source }),
         })
         .collect()
 }
@@ -286,14 +286,14 @@ fn start_listeners(services: &Services, listeners: Listeners) {
         start_syslog_udp(services, sockets, cfg.clone());
     }
     if let (Some(listener), Some(cfg)) = (listeners.http, &services.config.sources.http) {
-        start_http(services, listener, cfg.clone());
+        start_http(services, listener, tls("http"), cfg.clone());
     }
     if let (Some(listener), Some(cfg)) = (listeners.admin, &services.config.admin) {
-        start_admin(services, listener, cfg.clone(), addresses);
+        start_admin(services, listener, (tls("admin"), cfg.clone()), addresses);
     }
 }
 
-fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::HttpSource) {
+fn start_http(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>, cfg: crate::config::HttpSource) {
     let ctx = Arc::new(HttpContext::new(HttpDeps {
         name: "http".into(),
         pipeline: services.pipeline.clone(),
@@ -302,6 +302,7 @@ fn start_http(services: &Services, listener: TcpListener, cfg: crate::config::Ht
         ack_timeout: services.config.pipeline.ack_timeout,
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
         abort: services.abort.clone(),
+        tls,
         config: cfg,
     }));
     let tracker = services.tracker.clone();
@@ -328,7 +329,7 @@ fn start_tcp(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>, 
 fn start_admin(
     services: &Services,
     listener: TcpListener,
-    cfg: crate::config::AdminConfig,
+    (tls, cfg): (Option<Arc<Tls>>, crate::config::AdminConfig),
     listeners: Vec<(&'static str, SocketAddr)>,
 ) {
     let deps = crate::admin::state::AdminDeps {
@@ -340,6 +341,7 @@ fn start_admin(
         events: services.events.clone(),
         shutdown: services.shutdown.clone(),
         timeouts: services.config.pipeline.timeouts(Duration::ZERO),
+        tls,
     };
     let tracker = services.tracker.clone();
     let (shutdown, abort) = (services.shutdown.clone(), services.abort.clone());

@@ -48,6 +48,7 @@ pub async fn run(
     abort: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let tls = deps.tls.clone();
     let state = match tokio::task::spawn_blocking(move || AdminState::build(deps)).await {
         Ok(Ok(state)) => Arc::new(state),
         Ok(Err(e)) => return fail(&shutdown, e.to_string()),
@@ -63,6 +64,7 @@ pub async fn run(
         metrics: state.metrics.source("admin", crate::metrics::ListenerKind::Admin),
         shutdown,
         abort,
+        tls,
     };
     serve_http(listener, server, tracker, move |req, peer| dispatch::handle(state.clone(), req, peer)).await;
 }

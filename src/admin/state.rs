@@ -72,6 +72,8 @@ pub struct AdminDeps {
     pub shutdown: CancellationToken,
     /// Request body deadlines (`[pipeline] frame_timeout`, `min_transfer_rate`).
     pub timeouts: crate::net::deadline::Timeouts,
+    /// Set when `[admin]` has a `tls` table.
+    pub tls: Option<Arc<crate::net::tls::Tls>>,
 }
 
 impl AdminState {

@@ -57,6 +57,9 @@ pub struct AdminConfig {
     /// when it stopped there.
     #[serde(default = "default_query_max_scan_rows")]
     pub query_max_scan_rows: Count,
+    /// The API over TLS (HTTPS).
+    #[serde(default)]
+    pub tls: Option<super::TlsConfig>,
 }
 
 impl AdminConfig {
@@ -74,6 +77,7 @@ impl AdminConfig {
             max_connections_per_address: super::default_per_address(),
             max_streams: default_max_streams(),
             query_max_scan_rows: default_query_max_scan_rows(),
+            tls: None,
         }
     }
 

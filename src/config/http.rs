@@ -66,6 +66,9 @@ pub struct HttpSource {
     /// How long a request waits for room in the pipeline before 503.
     #[serde(default = "default_busy_timeout", with = "humantime_serde")]
     pub busy_timeout: Duration,
+    /// Requests come over TLS (HTTPS).
+    #[serde(default)]
+    pub tls: Option<super::TlsConfig>,
 }
 
 impl HttpSource {
@@ -82,6 +85,7 @@ impl HttpSource {
             max_connections_per_address: super::default_per_address(),
             idle_timeout: default_idle_timeout(),
             busy_timeout: default_busy_timeout(),
+            tls: None,
         }
     }
 

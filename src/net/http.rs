@@ -6,7 +6,8 @@
 //! whose deadline grows only with bytes received at the minimum rate; on
 //! shutdown each connection finishes the request it is serving (its commit
 //! is awaited and answered) and closes; past the drain deadline (`abort`)
-//! connections are dropped, whatever their peer does.
+//! connections are dropped, whatever their peer does. A listener with TLS
+//! runs `net::tls`'s handshake first and serves the session the same way.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -22,6 +23,7 @@ use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +31,7 @@ use tokio_util::task::TaskTracker;
 
 use super::accept::{AcceptLimits, Listener, accept_loop};
 use super::deadline::Timeouts;
+use super::tls::Tls;
 use crate::metrics::{Cut, SourceMetrics};
 
 /// How one HTTP listener is served.
@@ -41,6 +44,8 @@ pub struct HttpServer {
     pub shutdown: CancellationToken,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
+    /// Set when the listener has a `tls` table.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Serves `listener` until shutdown: `handle` answers each request.
@@ -61,40 +66,61 @@ where
         async move {
             // Best effort: NODELAY only changes latency.
             stream.set_nodelay(true).ok();
-            let m = &server.metrics;
-            m.connections_open.fetch_add(1, Ordering::Relaxed);
-            m.connections_total.fetch_add(1, Ordering::Relaxed);
-            let service = service_fn(move |req| {
-                let handle = handle.clone();
-                async move { Ok::<_, Infallible>(handle(req, peer).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(server.head_timeout)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = server.shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    tokio::select! {
-                        r = conn.as_mut() => r,
-                        _ = server.abort.cancelled() => Ok(()),
+            match server.tls.clone() {
+                None => serve_connection(stream, &server, handle, peer).await,
+                Some(tls) => {
+                    let deadline = server.head_timeout;
+                    if let Some(stream) = tls.handshake(stream, peer, deadline, server.name, &server.metrics).await {
+                        serve_connection(stream, &server, handle, peer).await;
                     }
                 }
-                _ = server.abort.cancelled() => Ok(()),
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    m.cut(Cut::SlowFrame);
-                }
-                tracing::debug!(listener = server.name, %peer, error = %e, "http connection ended with an error");
             }
-            m.connections_open.fetch_sub(1, Ordering::Relaxed);
             drop(slot);
         }
     })
     .await;
+}
+
+/// Serves one connection's requests until it ends, shutdown or the abort.
+async fn serve_connection<IO, H, Fut, B>(io: IO, server: &HttpServer, handle: H, peer: SocketAddr)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let m = &server.metrics;
+    m.connections_open.fetch_add(1, Ordering::Relaxed);
+    m.connections_total.fetch_add(1, Ordering::Relaxed);
+    let service = service_fn(move |req| {
+        let handle = handle.clone();
+        async move { Ok::<_, Infallible>(handle(req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.head_timeout)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = server.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            tokio::select! {
+                r = conn.as_mut() => r,
+                _ = server.abort.cancelled() => Ok(()),
+            }
+        }
+        _ = server.abort.cancelled() => Ok(()),
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            m.cut(Cut::SlowFrame);
+        }
+        tracing::debug!(listener = server.name, %peer, error = %e, "http connection ended with an error");
+    }
+    m.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Why a body could not be read.

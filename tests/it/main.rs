@@ -22,6 +22,7 @@ mod hostile;
 mod http_bench;
 mod http_browser;
 mod http_ingest;
+mod https;
 mod observability;
 mod private_files;
 mod query_api;

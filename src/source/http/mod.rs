@@ -45,6 +45,7 @@ use crate::metrics::SourceMetrics;
 use crate::net::accept::AcceptLimits;
 use crate::net::deadline::Timeouts;
 use crate::net::http::{HttpServer, serve_http};
+use crate::net::tls::Tls;
 use crate::pipeline::Pipeline;
 
 /// How often rate-limiter memory is trimmed.
@@ -64,6 +65,8 @@ pub struct HttpDeps {
     pub timeouts: Timeouts,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
+    /// Set when the listener has a `tls` table.
+    pub tls: Option<Arc<Tls>>,
 }
 
 /// Everything a request needs, shared by all connections.
@@ -76,6 +79,7 @@ pub struct HttpContext {
     pub ack_timeout: Duration,
     pub timeouts: Timeouts,
     pub abort: CancellationToken,
+    pub tls: Option<Arc<Tls>>,
     pub limits: RateLimits,
     pub cors: Cors,
 }
@@ -93,6 +97,7 @@ impl HttpContext {
             ack_timeout: d.ack_timeout,
             timeouts: d.timeouts,
             abort: d.abort,
+            tls: d.tls,
         }
     }
 }
@@ -108,6 +113,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: Cance
         metrics: ctx.metrics.clone(),
         shutdown,
         abort: ctx.abort.clone(),
+        tls: ctx.tls.clone(),
     };
     serve_http(listener, server, tracker, move |req, peer| {
         let ctx = ctx.clone();
