@@ -148,9 +148,14 @@ pub fn load_tls(config: &Config) -> Result<HashMap<&'static str, Arc<Tls>>, Serv
     config
         .tls_tables()
         .into_iter()
-        .map(|(listener, section, cfg)| match Tls::load(cfg) {
-            Ok(tls) => Ok((listener, Arc::new(tls))),
-            Err(source) => Err(ServerError::Tls { section, source }),
+        .map(|(listener, section, cfg)| {
+            if !cfg.client_workspaces.is_empty() && !listener.starts_with("syslog") {
+                return Err(ServerError::Tls { section, source: crate::net::tls::TlsError::WorkspacesNotSyslog });
+            }
+            match Tls::load(cfg) {
+                Ok(tls) => Ok((listener, Arc::new(tls))),
+                Err(source) => Err(ServerError::Tls { section, source }),
+            }
         })
         .collect()
 }
@@ -383,6 +388,9 @@ fn start_syslog_tcp(
     (name, tls): (&'static str, Option<Arc<Tls>>),
     cfg: crate::config::SyslogTcpSource,
 ) {
+    for ws in cfg.tls.iter().flat_map(|t| t.client_workspaces.values()) {
+        ensure_workspace(services.control.store(), *ws, name);
+    }
     let ctx = Arc::new(SyslogTcpContext {
         base: syslog_context(services, (name, ListenerKind::SyslogTcp), &cfg.common),
         tls,

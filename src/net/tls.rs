@@ -12,6 +12,10 @@
 //! did not sign, a timeout) is counted in
 //! `sluice_tls_handshake_failures_total` and logged at DEBUG only.
 //!
+//! With `client_workspaces`, [`Tls::client_workspace`] names the workspace
+//! of a session from its verified client certificate: its DNS names
+//! (subjectAltName) first, then its subject CNs.
+//!
 //! [`Tls::reload`] reads the files again (on SIGHUP): new handshakes use the
 //! new certificate, sessions already open keep theirs, and files that do
 //! not load leave the old certificate in place.
@@ -48,6 +52,10 @@ pub enum TlsError {
     Empty { what: &'static str, path: String, expected: &'static str },
     #[error("the certificate and key do not make a TLS server config: {0}")]
     Config(String),
+    #[error("client_workspaces needs client_ca: only verified client certificates can choose a workspace")]
+    WorkspacesWithoutCa,
+    #[error("client_workspaces is for syslog listeners (the others take the workspace from the streaming key)")]
+    WorkspacesNotSyslog,
 }
 
 /// A listener's TLS: where its files are, the server config made from them
@@ -67,11 +75,31 @@ impl std::fmt::Debug for Tls {
 impl Tls {
     /// Reads the files named in `config` and builds the server config.
     pub fn load(config: &TlsConfig) -> Result<Tls, TlsError> {
+        if !config.client_workspaces.is_empty() && config.client_ca.is_none() {
+            return Err(TlsError::WorkspacesWithoutCa);
+        }
         Ok(Tls {
             acceptor: RwLock::new(TlsAcceptor::from(Arc::new(server_config(config)?))),
             config: config.clone(),
             handshakes: Arc::default(),
         })
+    }
+
+    /// Whether clients must show a certificate the client CA signed.
+    pub fn verifies_clients(&self) -> bool {
+        self.config.client_ca.is_some()
+    }
+
+    /// The workspace `client_workspaces` gives a session's client
+    /// certificate: `None` without a mapping, `Some(None)` when the
+    /// certificate maps to nothing.
+    pub fn client_workspace(&self, session: &rustls::ServerConnection) -> Option<Option<u32>> {
+        if self.config.client_workspaces.is_empty() {
+            return None;
+        }
+        let cert = session.peer_certificates().and_then(|c| c.first());
+        let names = cert.map(|c| certificate_names(c)).unwrap_or_default();
+        Some(names.iter().find_map(|n| self.config.client_workspaces.get(n).copied()))
     }
 
     /// Reads the files again; on success, handshakes from now on use them.
@@ -107,6 +135,26 @@ impl Tls {
         tracing::debug!(listener, %peer, reason = %why, "TLS handshake failed");
         None
     }
+}
+
+/// A certificate's DNS subjectAltNames, then its subject CNs (none if it
+/// does not parse; rustls has verified it already).
+pub fn certificate_names(cert: &CertificateDer<'_>) -> Vec<String> {
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert.as_ref()) else { return Vec::new() };
+    let mut names: Vec<String> = match cert.subject_alternative_name() {
+        Ok(Some(san)) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                x509_parser::extensions::GeneralName::DNSName(dns) => Some(dns.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    names.extend(cert.subject().iter_common_name().filter_map(|cn| cn.as_str().ok()).map(str::to_owned));
+    names
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -167,7 +215,12 @@ mod tests {
     }
 
     fn config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> TlsConfig {
-        TlsConfig { cert: cert.to_path_buf(), key: key.to_path_buf(), client_ca: client_ca.map(Path::to_path_buf) }
+        TlsConfig {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            client_ca: client_ca.map(Path::to_path_buf),
+            client_workspaces: Default::default(),
+        }
     }
 
     #[test]
@@ -176,6 +229,17 @@ mod tests {
         let (cert, key) = write_pair(dir.path());
         assert!(Tls::load(&config(&cert, &key, None)).is_ok());
         assert!(Tls::load(&config(&cert, &key, Some(&cert))).is_ok());
+    }
+
+    #[test]
+    fn names_are_the_dns_alt_names_then_the_common_name() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["web-1.example.com".to_string(), "10.0.0.1".to_string()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "web-1");
+        let cert = params.self_signed(&key).unwrap();
+        assert_eq!(certificate_names(cert.der()), ["web-1.example.com", "web-1"]);
+        assert!(certificate_names(&CertificateDer::from(vec![1, 2, 3])).is_empty());
     }
 
     #[test]
@@ -194,6 +258,10 @@ mod tests {
             (config(&cert, &cert, None), "cannot read key"),
             (config(&cert, &other_key, None), "do not make a TLS server config"),
             (config(&cert, &key, Some(&empty)), "client_ca"),
+            (
+                TlsConfig { client_workspaces: [("a".to_string(), 2)].into(), ..config(&cert, &key, None) },
+                "client_workspaces needs client_ca",
+            ),
         ];
         for (cfg, want) in cases {
             let err = Tls::load(&cfg).map(|_| ()).unwrap_err().to_string();

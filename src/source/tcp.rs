@@ -82,13 +82,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<TcpContext>, shutdown: Cancel
             match ctx.tls.clone() {
                 None => {
                     let (read, write) = stream.into_split();
-                    Connection::run(ctx, read, Box::new(write), peer, shutdown).await;
+                    Connection::run(ctx, (read, Box::new(write)), peer, false, shutdown).await;
                 }
                 Some(tls) => {
                     let (name, deadline) = (ctx.name.as_str(), ctx.timeouts.frame);
                     if let Some(stream) = tls.handshake(stream, peer, deadline, name, &ctx.metrics).await {
+                        // A client certificate the client CA signed trusts the peer for the budget.
+                        let verified = tls.verifies_clients();
                         let (read, write) = tokio::io::split(stream);
-                        Connection::run(ctx, read, Box::new(write), peer, shutdown).await;
+                        Connection::run(ctx, (read, Box::new(write)), peer, verified, shutdown).await;
                     }
                 }
             }
@@ -190,15 +192,15 @@ impl Protocol for Connection {
 impl Connection {
     async fn run(
         ctx: Arc<TcpContext>,
-        mut read: impl AsyncRead + Unpin,
-        write: AckOut,
+        (mut read, write): (impl AsyncRead + Unpin, AckOut),
         peer: SocketAddr,
+        verified: bool,
         shutdown: CancellationToken,
     ) {
         let metrics = ctx.metrics.clone();
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        let mut account = Account::new(ctx.pipeline.budget(), false);
+        let mut account = Account::new(ctx.pipeline.budget(), verified);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut conn = Connection {
             decoder: FrameDecoder::new(ctx.config.max_frame_bytes.0),

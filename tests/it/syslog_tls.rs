@@ -9,13 +9,13 @@ use crate::common::Daemon;
 use crate::common::admin::{ApiClient, metric};
 use crate::syslog_support::rsyslog::{Rsyslog, send_octet_counted};
 use crate::syslog_support::{octet_counted, stop_and_export};
-use crate::tls_support::{Certs, connect};
+use crate::tls_support::{Certs, connect, connect_as};
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const FAILURES: &str = "sluice_tls_handshake_failures_total{listener=\"syslog_tls\"}";
 
@@ -181,4 +181,103 @@ async fn sighup_reloads_the_certificate_keeps_open_sessions_and_survives_a_bad_f
         ["after a failed reload", "after reload", "before reload", "on the session opened before"],
         "log:\n{log}"
     );
+}
+
+/// `tls` with `client_ca` and `client_workspaces` for these certificates.
+fn mapped_table(certs: &Certs, map: &str) -> String {
+    format!(
+        "tls = {{ cert = {:?}, key = {:?}, client_ca = {:?}, client_workspaces = {{ {map} }} }}",
+        certs.cert, certs.key, certs.ca
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_chooses_the_workspace_and_others_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let (web, db, stray) = (
+        certs.client("web-1.example.com", "web-1"),
+        certs.client("db.internal", "db-1"),
+        certs.client("x.example", "x"),
+    );
+    let sections = format!(
+        "[sources.syslog_tls]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n{}\n[admin]\naddress = \"127.0.0.1:0\"\n",
+        mapped_table(&certs, r#""web-1.example.com" = 3, "db-1" = 4"#)
+    );
+    let d = Daemon::start(&dir.path().join("data"), &sections);
+    let addr = d.syslog_tls.unwrap();
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+
+    // By DNS name, and by subject CN.
+    for (cert, text) in [(&web, "from web-1"), (&db, "from db-1")] {
+        let mut tls = connect_as(addr, &certs.ca, Some(cert)).await.expect("a mapped certificate");
+        send(&mut tls, text).await;
+        tls.shutdown().await.unwrap();
+    }
+    // A verified certificate that maps to nothing: the connection is closed unread.
+    let mut tls = connect_as(addr, &certs.ca, Some(&stray)).await.expect("the handshake itself succeeds");
+    send(&mut tls, "from a stranger").await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut rest)).await;
+    // No certificate at all: the handshake fails.
+    let refused = connect_as(addr, &certs.ca, None).await;
+    if let Ok(mut tls) = refused {
+        // TLS 1.3 reports the refusal on the first read.
+        assert!(tls.read(&mut [0u8; 1]).await.is_err() || tls.read(&mut [0u8; 1]).await.unwrap_or(0) == 0);
+    }
+    assert_eq!(wait_failures(&api, 1), 1, "the client without a certificate");
+    assert_eq!(metric(&api, "sluice_peers_refused_total{listener=\"syslog_tls\"}"), 1, "the unmapped certificate");
+
+    let (events, log) = stop_and_export(d);
+    let by_workspace: Vec<(&str, u64)> =
+        events.iter().map(|e| (e["message"].as_str().unwrap_or(""), e["workspace"].as_u64().unwrap_or(0))).collect();
+    assert_eq!(by_workspace, [("from web-1", 3), ("from db-1", 4)], "log:\n{log}");
+}
+
+#[test]
+fn rsyslog_x509_name_mode_lands_in_the_workspace_of_its_certificate() {
+    const MESSAGES: usize = 50;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let client = certs.client("web-1.example.com", "web-1");
+    let sections = format!(
+        "[sources.syslog_tls]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n{}\n",
+        mapped_table(&certs, r#""web-1.example.com" = 3"#)
+    );
+    let d = Daemon::start(&dir.path().join("data"), &sections);
+    let port = d.syslog_tls.unwrap().port();
+    let rs_dir = dir.path().join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let conf = format!(
+        "global(DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{ca}\" \
+         DefaultNetstreamDriverCertFile=\"{cert}\" DefaultNetstreamDriverKeyFile=\"{key}\")\n\
+         ruleset(name=\"fwd\") {{ action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" \
+         StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" \
+         StreamDriverPermittedPeers=\"localhost\" TCP_Framing=\"octet-counted\" \
+         template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" queue.timeoutShutdown=\"20000\" \
+         action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\") \
+         action(type=\"omfile\" file=\"{d}/seen\") }}\n\
+         input(type=\"imptcp\" path=\"{s}\" unlink=\"on\" ruleset=\"fwd\")\n",
+        ca = certs.ca.display(),
+        cert = client.cert.display(),
+        key = client.key.display(),
+        d = rs_dir.display(),
+        s = socket.display(),
+    );
+    let rs = Rsyslog::start(&rs_dir, &conf, std::slice::from_ref(&socket));
+    let messages: Vec<Vec<u8>> =
+        (0..MESSAGES).map(|i| format!("<29>Oct 11 22:14:15 srchost app[7]: x509 seq={i:04}").into_bytes()).collect();
+    send_octet_counted(&socket, &messages);
+    let seen = rs_dir.join("seen");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&seen).map_or(0, |t| t.matches(" seq=").count()) < MESSAGES
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rs.stop();
+    let rs_log = std::fs::read_to_string(rs_dir.join("rsyslogd.log")).unwrap_or_default();
+    let (events, log) = stop_and_export(d);
+    assert_eq!(events.len(), MESSAGES, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
+    assert!(events.iter().all(|e| e["workspace"] == 3), "{:?}", events.first());
 }

@@ -76,6 +76,8 @@ pub enum Pushed {
 /// Collects messages into per-workspace blocks; one per connection or socket.
 #[derive(Debug)]
 pub struct Batcher {
+    /// The listener's auth mode, or the workspace of a client certificate.
+    auth: SyslogAuth,
     parts: Vec<Part>,
     scanner: Scanner,
     zone: Option<String>,
@@ -84,7 +86,19 @@ pub struct Batcher {
 
 impl Batcher {
     pub fn new(ctx: &SyslogContext) -> Batcher {
-        Batcher { parts: Vec::new(), scanner: Scanner::default(), zone: ctx.zone_field(), bytes: 0 }
+        Batcher {
+            auth: ctx.common.auth,
+            parts: Vec::new(),
+            scanner: Scanner::default(),
+            zone: ctx.zone_field(),
+            bytes: 0,
+        }
+    }
+
+    /// Every message goes to `workspace` (chosen by a client certificate),
+    /// whatever the listener's auth mode.
+    pub fn fix_workspace(&mut self, workspace: u32) {
+        self.auth = SyslogAuth::Workspace(workspace);
     }
 
     /// Bytes of records waiting.
@@ -105,9 +119,9 @@ impl Batcher {
         peer: SocketAddr,
         received_at_ms: u64,
     ) -> Pushed {
-        let want_key = ctx.common.auth == SyslogAuth::Key;
+        let want_key = self.auth == SyslogAuth::Key;
         let (raw, key) = self.scanner.scan(msg, want_key);
-        let workspace = match (ctx.common.auth, key) {
+        let workspace = match (self.auth, key) {
             (SyslogAuth::Workspace(ws), _) => ws,
             (SyslogAuth::Key, KeyField::Found(k)) => match ctx.keys.lookup(&k) {
                 Some(info) => info.workspace,

@@ -71,10 +71,19 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SyslogTcpContext>, shutdown: 
             } else if let Some(tls) = ctx.tls.clone() {
                 let (name, deadline) = (ctx.base.name, ctx.timeouts.frame);
                 if let Some(stream) = tls.handshake(stream, peer, deadline, name, &ctx.base.metrics).await {
-                    Connection::run(ctx, stream, peer, shutdown).await;
+                    let origin = match tls.client_workspace(stream.get_ref().1) {
+                        None => Origin { workspace: None, verified: tls.verifies_clients() },
+                        Some(Some(ws)) => Origin { workspace: Some(ws), verified: true },
+                        Some(None) => {
+                            ctx.base.metrics.peers_refused.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(listener = name, %peer, "client certificate maps to no workspace; connection closed");
+                            return;
+                        }
+                    };
+                    Connection::run(ctx, stream, peer, origin, shutdown).await;
                 }
             } else {
-                Connection::run(ctx, stream, peer, shutdown).await;
+                Connection::run(ctx, stream, peer, Origin::default(), shutdown).await;
             }
             drop(slot);
         }
@@ -85,9 +94,21 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SyslogTcpContext>, shutdown: 
     super::log_summary(&ctx.base);
 }
 
+/// What the TLS handshake told about the peer.
+#[derive(Debug, Default, Clone, Copy)]
+struct Origin {
+    /// The workspace its client certificate maps to (`client_workspaces`).
+    workspace: Option<u32>,
+    /// It showed a certificate the client CA signed: trusted for the budget.
+    verified: bool,
+}
+
 struct Connection {
     ctx: Arc<SyslogTcpContext>,
     peer: SocketAddr,
+    /// Trusted whatever its messages carry (a fixed workspace, or a
+    /// verified client certificate).
+    trusted_throughout: bool,
     decoder: OctetDecoder,
     batcher: Batcher,
 }
@@ -133,19 +154,26 @@ impl Connection {
         ctx: Arc<SyslogTcpContext>,
         stream: S,
         peer: SocketAddr,
+        origin: Origin,
         shutdown: CancellationToken,
     ) {
         let mut stream = stream;
         let metrics = ctx.base.metrics.clone();
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        let mut account = Account::new(ctx.base.pipeline.budget(), ctx.base.common.trusts_on_sight());
+        let trusted = ctx.base.common.trusts_on_sight() || origin.verified;
+        let mut account = Account::new(ctx.base.pipeline.budget(), trusted);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut batcher = Batcher::new(&ctx.base);
+        if let Some(ws) = origin.workspace {
+            batcher.fix_workspace(ws);
+        }
         let mut conn = Connection {
             decoder: OctetDecoder::new(ctx.base.common.max_message_bytes),
-            batcher: Batcher::new(&ctx.base),
+            batcher,
             ctx,
             peer,
+            trusted_throughout: trusted,
         };
         let abort = conn.ctx.abort.clone();
         let env = LoopEnv { timeouts: conn.ctx.timeouts, shutdown: &shutdown, abort: &abort, metrics: &metrics };
@@ -170,7 +198,7 @@ impl Connection {
     fn push(&mut self, frame: SyslogFrame, received_at: u64, account: &mut Account) {
         match self.batcher.push(&self.ctx.base, &frame.msg, frame.truncated, self.peer, received_at) {
             Pushed::Stored if !account.is_trusted() => account.set_trusted(true),
-            Pushed::Refused if !self.ctx.base.common.trusts_on_sight() => account.set_trusted(false),
+            Pushed::Refused if !self.trusted_throughout => account.set_trusted(false),
             _ => {}
         }
     }
