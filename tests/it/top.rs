@@ -85,11 +85,13 @@ fn top_shows_live_rates_under_load_and_q_quits() {
     assert!(screen.contains("in flight"), "{screen}");
 
     tmux.run(&["send-keys", "-t", "top", "q"]);
+    // The shell creates the file before it writes the status into it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !status_file.exists() && Instant::now() < deadline {
+    let read = || std::fs::read_to_string(&status_file).unwrap_or_default();
+    while !read().ends_with('\n') && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+    let status = read();
     assert_eq!(status.trim(), "0", "top did not exit 0 on q; screen:\n{}", tmux.screen());
 
     let _ = load.kill();
