@@ -6,11 +6,10 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::admin::*;
-use common::hex_key;
+use common::{hex_key, marker_batch};
 use serde_json::json;
-use sluice::client::{AckedClient, tell_batch};
+use sluice::client::AckedClient;
 use sluice::codec::ack::Status;
-use tell_encoding::{EventParams, EventType};
 
 fn dir() -> (tempfile::TempDir, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
@@ -192,20 +191,6 @@ fn tokens_and_sessions_survive_a_restart() {
     drop(daemon);
 }
 
-fn batch(key: &[u8; 16], tag: &str) -> Vec<u8> {
-    let payload = format!("{{\"marker\":\"{tag}\"}}");
-    let e = EventParams {
-        event_type: EventType::Track,
-        timestamp: 1_700_000_000_000,
-        service: Some("svc"),
-        device_id: Some(&[7u8; 16]),
-        session_id: None,
-        event_name: Some("Marked"),
-        payload: Some(payload.as_bytes()),
-    };
-    tell_batch(key, 1, &[e])
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_key_is_refused_on_an_open_connection() {
     let (_t, data) = dir();
@@ -215,12 +200,12 @@ async fn a_deleted_key_is_refused_on_an_open_connection() {
     let key = hex_key(done["streaming_key"].as_str().unwrap());
     let id = done["key"]["id"].as_u64().unwrap();
     let mut c = AckedClient::connect(&daemon.tcp.to_string()).await.unwrap();
-    assert_eq!(c.send_and_wait(1, &batch(&key, "before")).await.unwrap().status, Status::Stored);
+    assert_eq!(c.send_and_wait(1, &marker_batch(&key, "before")).await.unwrap().status, Status::Stored);
 
     let started = Instant::now();
     let r = api.delete(&format!("/api/v1/apikeys/{id}"), Some(&token)).unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
-    let ack = c.send_and_wait(2, &batch(&key, "after")).await.unwrap();
+    let ack = c.send_and_wait(2, &marker_batch(&key, "after")).await.unwrap();
     let took = started.elapsed();
     assert_eq!(ack.status, Status::BadKey);
     eprintln!("key deleted -> next frame on the open connection refused: {took:?}");

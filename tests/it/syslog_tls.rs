@@ -89,6 +89,41 @@ fn a_peer_that_never_finishes_its_handshake_is_cut_at_the_frame_deadline() {
     assert!(events.is_empty());
 }
 
+/// Writes `messages` into an rsyslog whose `fwd` ruleset runs `action` (an
+/// omfwd into the daemon) after `global`, waits until it has taken them all
+/// in, stops it; its log.
+fn through_rsyslog(rs_dir: &Path, global: &str, action: &str, messages: &[Vec<u8>]) -> String {
+    let socket = rs_dir.join("in.sock");
+    let conf = format!(
+        "{global}\nruleset(name=\"fwd\") {{ {action} action(type=\"omfile\" file=\"{d}/seen\") }}\n\
+         input(type=\"imptcp\" path=\"{s}\" unlink=\"on\" ruleset=\"fwd\")\n",
+        d = rs_dir.display(),
+        s = socket.display(),
+    );
+    let rs = Rsyslog::start(rs_dir, &conf, std::slice::from_ref(&socket));
+    send_octet_counted(&socket, messages);
+    let seen = rs_dir.join("seen");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&seen).map_or(0, |t| t.matches(" seq=").count()) < messages.len()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rs.stop();
+    std::fs::read_to_string(rs_dir.join("rsyslogd.log")).unwrap_or_default()
+}
+
+/// omfwd over the GnuTLS driver into `port`, octet-counted, with `auth`
+/// (its `StreamDriverAuthMode` and the like).
+fn gtls_action(port: u16, auth: &str) -> String {
+    format!(
+        "action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" StreamDriver=\"gtls\" \
+         StreamDriverMode=\"1\" {auth} TCP_Framing=\"octet-counted\" \
+         template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" queue.timeoutShutdown=\"20000\" \
+         action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\")"
+    )
+}
+
 #[test]
 fn rsyslog_forwards_over_gnutls_in_anonymous_mode() {
     const MESSAGES: usize = 200;
@@ -96,33 +131,16 @@ fn rsyslog_forwards_over_gnutls_in_anonymous_mode() {
     let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
     let d = start(dir.path(), &certs, "");
     let port = d.syslog_tls.expect("syslog_tls listening").port();
-    let rs_dir = dir.path().join("rsyslog");
-    let socket = rs_dir.join("in.sock");
-    let conf = format!(
-        "global(DefaultNetstreamDriver=\"gtls\")\n\
-         ruleset(name=\"fwd\") {{ action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" \
-         StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"anon\" TCP_Framing=\"octet-counted\" \
-         template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" queue.timeoutShutdown=\"20000\" \
-         action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\") \
-         action(type=\"omfile\" file=\"{d}/seen\") }}\n\
-         input(type=\"imptcp\" path=\"{s}\" unlink=\"on\" ruleset=\"fwd\")\n",
-        d = rs_dir.display(),
-        s = socket.display(),
-    );
-    let rs = Rsyslog::start(&rs_dir, &conf, std::slice::from_ref(&socket));
     let messages: Vec<Vec<u8>> = (0..MESSAGES)
         .map(|i| format!("<29>Oct 11 22:14:15 srchost app[7]: via gtls seq={i:04}").into_bytes())
         .collect();
-    send_octet_counted(&socket, &messages);
-    let seen = rs_dir.join("seen");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&seen).map_or(0, |t| t.matches(" seq=").count()) < MESSAGES
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    rs.stop();
-    let rs_log = std::fs::read_to_string(rs_dir.join("rsyslogd.log")).unwrap_or_default();
+    let global = "global(DefaultNetstreamDriver=\"gtls\")";
+    let rs_log = through_rsyslog(
+        &dir.path().join("rsyslog"),
+        global,
+        &gtls_action(port, r#"StreamDriverAuthMode="anon""#),
+        &messages,
+    );
     let (events, log) = stop_and_export(d);
     let got: Vec<String> = events.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
     let want: Vec<String> = (0..MESSAGES).map(|i| format!("via gtls seq={i:04}")).collect();
@@ -246,37 +264,17 @@ fn rsyslog_x509_name_mode_lands_in_the_workspace_of_its_certificate() {
     );
     let d = Daemon::start(&dir.path().join("data"), &sections);
     let port = d.syslog_tls.unwrap().port();
-    let rs_dir = dir.path().join("rsyslog");
-    let socket = rs_dir.join("in.sock");
-    let conf = format!(
-        "global(DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{ca}\" \
-         DefaultNetstreamDriverCertFile=\"{cert}\" DefaultNetstreamDriverKeyFile=\"{key}\")\n\
-         ruleset(name=\"fwd\") {{ action(type=\"omfwd\" target=\"127.0.0.1\" port=\"{port}\" protocol=\"tcp\" \
-         StreamDriver=\"gtls\" StreamDriverMode=\"1\" StreamDriverAuthMode=\"x509/name\" \
-         StreamDriverPermittedPeers=\"localhost\" TCP_Framing=\"octet-counted\" \
-         template=\"RSYSLOG_SyslogProtocol23Format\" queue.type=\"LinkedList\" queue.timeoutShutdown=\"20000\" \
-         action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\") \
-         action(type=\"omfile\" file=\"{d}/seen\") }}\n\
-         input(type=\"imptcp\" path=\"{s}\" unlink=\"on\" ruleset=\"fwd\")\n",
-        ca = certs.ca.display(),
-        cert = client.cert.display(),
-        key = client.key.display(),
-        d = rs_dir.display(),
-        s = socket.display(),
+    let global = format!(
+        "global(DefaultNetstreamDriver=\"gtls\" DefaultNetstreamDriverCAFile=\"{}\" \
+         DefaultNetstreamDriverCertFile=\"{}\" DefaultNetstreamDriverKeyFile=\"{}\")",
+        certs.ca.display(),
+        client.cert.display(),
+        client.key.display()
     );
-    let rs = Rsyslog::start(&rs_dir, &conf, std::slice::from_ref(&socket));
+    let action = gtls_action(port, r#"StreamDriverAuthMode="x509/name" StreamDriverPermittedPeers="localhost""#);
     let messages: Vec<Vec<u8>> =
         (0..MESSAGES).map(|i| format!("<29>Oct 11 22:14:15 srchost app[7]: x509 seq={i:04}").into_bytes()).collect();
-    send_octet_counted(&socket, &messages);
-    let seen = rs_dir.join("seen");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_to_string(&seen).map_or(0, |t| t.matches(" seq=").count()) < MESSAGES
-        && Instant::now() < deadline
-    {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    rs.stop();
-    let rs_log = std::fs::read_to_string(rs_dir.join("rsyslogd.log")).unwrap_or_default();
+    let rs_log = through_rsyslog(&dir.path().join("rsyslog"), &global, &action, &messages);
     let (events, log) = stop_and_export(d);
     assert_eq!(events.len(), MESSAGES, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
     assert!(events.iter().all(|e| e["workspace"] == 3), "{:?}", events.first());

@@ -4,32 +4,16 @@
 //! speaks) and verifies the chain; a plaintext Tell frame on the TLS port is
 //! not a ClientHello and stores nothing.
 
-use crate::common::{Daemon, create_key, export, hex_key};
+use crate::common::{Daemon, create_key, export, hex_key, marker_batch};
 use crate::tls_support::{Certs, connect};
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use sluice::client::tell_batch;
 use sluice::codec::ack::{ACK_LEN, Ack, Status};
 use sluice::codec::frame::{AckedHeader, encode_acked, encode_tell};
-use tell_encoding::{EventParams, EventType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn batch(key: &[u8; 16], marker: &str) -> Vec<u8> {
-    let payload = format!("{{\"marker\":\"{marker}\"}}");
-    let event = EventParams {
-        event_type: EventType::Track,
-        timestamp: 1_700_000_000_000,
-        service: Some("svc"),
-        device_id: Some(&[7u8; 16]),
-        session_id: None,
-        event_name: Some("Marked"),
-        payload: Some(payload.as_bytes()),
-    };
-    tell_batch(key, 1, &[event])
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acked_frames_over_tls_are_stored_and_answered_and_plaintext_stores_nothing() {
@@ -41,7 +25,7 @@ async fn acked_frames_over_tls_are_stored_and_answered_and_plaintext_stores_noth
 
     let mut tls = connect(d.tcp, &certs.ca).await.expect("TLS handshake");
     let mut frame = Vec::new();
-    encode_acked(&AckedHeader { producer: [9; 16], batch_id: 1 }, &batch(&key, "over-tls"), &mut frame);
+    encode_acked(&AckedHeader { producer: [9; 16], batch_id: 1 }, &marker_batch(&key, "over-tls"), &mut frame);
     tls.write_all(&frame).await.unwrap();
     let mut ack = [0u8; ACK_LEN];
     tokio::time::timeout(Duration::from_secs(20), tls.read_exact(&mut ack)).await.expect("ack in time").unwrap();
@@ -51,7 +35,7 @@ async fn acked_frames_over_tls_are_stored_and_answered_and_plaintext_stores_noth
     // A Tell SDK frame in clear on the TLS port.
     let mut plain = std::net::TcpStream::connect(d.tcp).unwrap();
     let mut frame = Vec::new();
-    encode_tell(&batch(&key, "in-clear"), &mut frame);
+    encode_tell(&marker_batch(&key, "in-clear"), &mut frame);
     plain.write_all(&frame).unwrap();
     plain.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let _ = plain.read_to_end(&mut Vec::new());

@@ -173,6 +173,21 @@ pub fn export(data_dir: &Path) -> Vec<serde_json::Value> {
     String::from_utf8(out.stdout).expect("utf8").lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
 }
 
+/// A Tell batch of one event whose payload is `{"marker":"<marker>"}`.
+pub fn marker_batch(key: &[u8; 16], marker: &str) -> Vec<u8> {
+    let payload = format!("{{\"marker\":\"{marker}\"}}");
+    let event = tell_encoding::EventParams {
+        event_type: tell_encoding::EventType::Track,
+        timestamp: 1_700_000_000_000,
+        service: Some("svc"),
+        device_id: Some(&[7u8; 16]),
+        session_id: None,
+        event_name: Some("Marked"),
+        payload: Some(payload.as_bytes()),
+    };
+    sluice::client::tell_batch(key, 1, &[event])
+}
+
 pub fn hex_key(key: &str) -> [u8; 16] {
     let mut out = [0u8; 16];
     hex::decode_to_slice(key, &mut out).expect("hex key");
