@@ -24,9 +24,8 @@ use std::io;
 
 use tell_encoding::{BatchParams, DEFAULT_VERSION, EventParams, SchemaType, encode_batch_into, encode_event_data_into};
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::codec::ack::{ACK_LEN, Ack, AckError};
 use crate::codec::frame::{ACKED_HEADER_LEN, AckedHeader, HARD_MAX_FRAME, encode_acked};
@@ -64,10 +63,13 @@ pub enum ClientError {
 }
 
 /// A connection to a raw TCP source speaking the acked protocol.
-#[derive(Debug)]
+/// The two halves of a connection, plain or TLS.
+type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
 pub struct AckedClient {
-    reader: OwnedReadHalf,
-    writer: BufWriter<OwnedWriteHalf>,
+    reader: ReadHalf,
+    writer: BufWriter<WriteHalf>,
     producer: [u8; 16],
     /// Batch ids sent and not yet acknowledged, oldest first.
     outstanding: VecDeque<u64>,
@@ -77,6 +79,12 @@ pub struct AckedClient {
     ack_filled: usize,
     /// Frames written to the buffer since the last flush.
     dirty: bool,
+}
+
+impl std::fmt::Debug for AckedClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AckedClient").field("outstanding", &self.outstanding.len()).finish_non_exhaustive()
+    }
 }
 
 impl AckedClient {
@@ -93,10 +101,23 @@ impl AckedClient {
     }
 
     /// Wraps an already connected stream.
+    /// Connects over TLS (`[sources.tcp.tls]`), trusting what `tls` trusts.
+    pub async fn connect_tls(addr: &str, tls: &crate::net::tls::ClientTls) -> io::Result<Self> {
+        let stream = TcpStream::connect(addr).await?;
+        // Acks are small and latency matters more than packet count.
+        let _ = stream.set_nodelay(true);
+        let (reader, writer) = tokio::io::split(tls.connect(stream).await?);
+        Ok(Self::from_halves(Box::new(reader), Box::new(writer), rand::random()))
+    }
+
     pub fn from_stream(stream: TcpStream, producer: [u8; 16]) -> Self {
         // Acks are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);
         let (reader, writer) = stream.into_split();
+        Self::from_halves(Box::new(reader), Box::new(writer), producer)
+    }
+
+    fn from_halves(reader: ReadHalf, writer: WriteHalf, producer: [u8; 16]) -> Self {
         AckedClient {
             reader,
             writer: BufWriter::with_capacity(WRITE_BUFFER, writer),

@@ -230,4 +230,11 @@ pub struct TcpBenchArgs {
     /// of 500 on each of 4 connections keep the pipe full (docs/bench.md).
     #[arg(long, default_value_t = 8)]
     pub window: usize,
+    /// Connect over TLS (`[sources.tcp.tls]`), trusting the CAs in this PEM
+    /// file (with --acked).
+    #[arg(long)]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// The name the server's certificate must carry (default: the host of --addr).
+    #[arg(long, requires = "ca_file")]
+    pub server_name: Option<String>,
 }

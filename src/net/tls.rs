@@ -157,6 +157,44 @@ pub fn certificate_names(cert: &CertificateDer<'_>) -> Vec<String> {
     names
 }
 
+/// A client's TLS: the CAs it trusts (a PEM bundle) and the server name it
+/// checks the certificate against.
+#[derive(Clone)]
+pub struct ClientTls {
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls::pki_types::ServerName<'static>,
+}
+
+impl ClientTls {
+    /// Trusts the CAs in `ca_file` for a server named `server_name` (a DNS
+    /// name or an IP address, as in its certificate).
+    pub fn new(ca_file: &Path, server_name: &str) -> Result<ClientTls, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for cert in certificates(ca_file, "ca_file")? {
+            roots.add(cert).map_err(|e| TlsError::Config(format!("{}: {e}", ca_file.display())))?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let server_name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
+            .map_err(|e| TlsError::Config(format!("server name {server_name:?}: {e}")))?;
+        Ok(ClientTls { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
+    }
+
+    /// The TLS session over `stream`.
+    pub async fn connect(&self, stream: TcpStream) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        self.connector.connect(self.server_name.clone(), stream).await
+    }
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

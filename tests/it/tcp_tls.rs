@@ -80,3 +80,33 @@ fn check_config_and_start_up_refuse_a_tls_table_whose_files_do_not_load() {
         assert!(err.contains("[sources.tcp.tls]") && err.contains("missing.key"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn bench_tcp_acked_runs_over_tls_with_a_ca_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let key = create_key(&data, 1).1;
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let d = Daemon::start(&data, &format!("[sources.tcp.tls]\ncert = {:?}\nkey = {:?}\n", certs.cert, certs.key));
+    let out = Command::new(crate::common::BIN)
+        .args(["bench", "tcp", "--acked", "--connections", "2", "--batch-size", "50", "--duration", "1"])
+        .args(["--addr", &d.tcp.to_string(), "--key", &key, "--server-name", "localhost", "--ca-file"])
+        .arg(&certs.ca)
+        .output()
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert!(
+        out.status.success() && line["events"].as_u64().unwrap_or(0) > 0,
+        "{line}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without the CA the handshake fails: nothing is acknowledged.
+    let other = Certs::new(&dir.path().join("other"), "another CA");
+    let out = Command::new(crate::common::BIN)
+        .args(["bench", "tcp", "--acked", "--duration", "1", "--addr", &d.tcp.to_string(), "--key", &key, "--ca-file"])
+        .arg(&other.ca)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(d.stop().success());
+}

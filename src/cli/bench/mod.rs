@@ -88,6 +88,7 @@ use crate::cli::{BenchCommand, TcpBenchArgs};
 use crate::client::{AckedClient, ClientError, parse_key};
 use crate::codec::ack::{Ack, Status};
 use crate::codec::frame::ACKED_HEADER_LEN;
+use crate::net::tls::ClientTls;
 
 /// How long to wait for outstanding acks once sending has stopped.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -149,6 +150,8 @@ struct Settings {
     window: usize,
     /// How long to wait for outstanding acks after the run.
     drain: Duration,
+    /// Set with --ca-file: connections speak TLS.
+    tls: Option<ClientTls>,
 }
 
 impl Settings {
@@ -172,6 +175,15 @@ impl Settings {
         if a.window == 0 || a.window > 1024 {
             bail!("--window must be 1..=1024, not {}", a.window);
         }
+        let tls = match &a.ca_file {
+            Some(_) if !a.acked => bail!("--ca-file needs --acked"),
+            Some(ca) => {
+                let host = a.addr.rsplit_once(':').map_or(a.addr.as_str(), |(h, _)| h);
+                let name = a.server_name.as_deref().unwrap_or(host.trim_matches(['[', ']']));
+                Some(ClientTls::new(ca, name).context("--ca-file")?)
+            }
+            None => None,
+        };
         Ok(Settings {
             addr: a.addr.clone(),
             key,
@@ -183,6 +195,7 @@ impl Settings {
             acked: a.acked,
             window: a.window,
             drain: DRAIN,
+            tls,
         })
     }
 }
@@ -414,7 +427,10 @@ impl Connection {
     }
 
     async fn run_acked(&mut self) -> Result<(), ClientError> {
-        let mut client = AckedClient::connect(&self.settings.addr).await?;
+        let mut client = match &self.settings.tls {
+            Some(tls) => AckedClient::connect_tls(&self.settings.addr, tls).await?,
+            None => AckedClient::connect(&self.settings.addr).await?,
+        };
         let mut inflight: VecDeque<Inflight> = VecDeque::with_capacity(self.settings.window);
         let result = self.acked_loop(&mut client, &mut inflight).await;
         if let Err(ClientError::Io(_)) = &result {
@@ -623,6 +639,8 @@ mod tests {
             rate: None,
             acked,
             window: 8,
+            ca_file: None,
+            server_name: None,
         })
         .unwrap()
     }
@@ -728,6 +746,8 @@ mod tests {
             rate: None,
             acked: true,
             window: 8,
+            ca_file: None,
+            server_name: None,
         };
         assert!(Settings::from_args(&args).is_err());
         args.key = "000102030405060708090a0b0c0d0e0f".to_owned();
@@ -739,6 +759,8 @@ mod tests {
             TcpBenchArgs { rate: Some(0), ..args.clone() },
             TcpBenchArgs { window: 0, ..args.clone() },
             TcpBenchArgs { window: 1025, ..args.clone() },
+            TcpBenchArgs { acked: false, ca_file: Some("ca.pem".into()), ..args.clone() },
+            TcpBenchArgs { ca_file: Some("/no/such/ca.pem".into()), ..args.clone() },
         ] {
             assert!(Settings::from_args(&bad).is_err(), "{bad:?}");
         }
