@@ -3,7 +3,9 @@
 //! client that does not trust the server's CA, and a peer that connects
 //! and says nothing each fail their handshake, are counted, and store
 //! nothing. rsyslog's `omfwd` with the GnuTLS driver in anonymous mode
-//! (TLS 1.2) forwards into it intact.
+//! (TLS 1.2) forwards into it intact, and in `x509/name` mode into the
+//! workspace its client certificate maps to; an unmapped or expired client
+//! certificate stores nothing.
 
 use crate::common::Daemon;
 use crate::common::admin::{ApiClient, metric};
@@ -243,7 +245,13 @@ async fn a_client_certificate_chooses_the_workspace_and_others_are_refused_and_c
         // TLS 1.3 reports the refusal on the first read.
         assert!(tls.read(&mut [0u8; 1]).await.is_err() || tls.read(&mut [0u8; 1]).await.unwrap_or(0) == 0);
     }
-    assert_eq!(wait_failures(&api, 1), 1, "the client without a certificate");
+    // A certificate of the right CA, expired: the handshake fails too.
+    let expired = certs.expired_client("web-1.example.com", "web-1-old");
+    if let Ok(mut tls) = connect_as(addr, &certs.ca, Some(&expired)).await {
+        send(&mut tls, "from an expired certificate").await;
+        let _ = tokio::time::timeout(Duration::from_secs(20), tls.read(&mut [0u8; 1])).await;
+    }
+    assert_eq!(wait_failures(&api, 2), 2, "the client without a certificate, the expired one");
     assert_eq!(metric(&api, "sluice_peers_refused_total{listener=\"syslog_tls\"}"), 1, "the unmapped certificate");
 
     let (events, log) = stop_and_export(d);

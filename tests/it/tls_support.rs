@@ -53,9 +53,22 @@ impl Certs {
 
     /// A client certificate this CA signed, for DNS name `dns` and CN `cn`.
     pub fn client(&self, dns: &str, cn: &str) -> ClientCert {
+        self.client_with(dns, cn, |_| {})
+    }
+
+    /// [`Self::client`], valid only in 2020.
+    pub fn expired_client(&self, dns: &str, cn: &str) -> ClientCert {
+        self.client_with(dns, cn, |p| {
+            p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2020, 12, 31);
+        })
+    }
+
+    fn client_with(&self, dns: &str, cn: &str, tweak: impl FnOnce(&mut CertificateParams)) -> ClientCert {
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(vec![dns.to_string()]).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
+        tweak(&mut params);
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let out = ClientCert { cert: self.dir.join(format!("{cn}.pem")), key: self.dir.join(format!("{cn}.key")) };
         std::fs::write(&out.cert, cert.pem()).unwrap();
