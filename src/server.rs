@@ -77,57 +77,24 @@ pub struct Listeners {
 impl Listeners {
     /// Binds every listener the config names.
     pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
-        let mut out = Listeners::default();
-        if let Some(tcp) = &config.sources.tcp {
-            let l = crate::net::accept::listen(tcp.address).map_err(|source| ServerError::Bind {
-                listener: "tcp",
-                address: tcp.address,
-                source,
-            })?;
-            out.tcp = Some(l);
-        }
-        if let Some(cfg) = &config.sources.syslog_tcp {
-            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
-                listener: "syslog_tcp",
-                address: cfg.address,
-                source,
-            })?;
-            out.syslog_tcp = Some(l);
-        }
-        if let Some(cfg) = &config.sources.syslog_tls {
-            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
-                listener: "syslog_tls",
-                address: cfg.address,
-                source,
-            })?;
-            out.syslog_tls = Some(l);
-        }
-        out.tls = load_tls(config)?;
-        if let Some(cfg) = &config.sources.syslog_udp {
-            let bound = syslog::udp::bind(cfg).map_err(|source| ServerError::Bind {
+        let s = &config.sources;
+        let syslog_udp = match &s.syslog_udp {
+            Some(cfg) => Some(syslog::udp::bind(cfg).map_err(|source| ServerError::Bind {
                 listener: "syslog_udp",
                 address: cfg.address,
                 source,
-            })?;
-            out.syslog_udp = Some(bound);
-        }
-        if let Some(cfg) = &config.sources.http {
-            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
-                listener: "http",
-                address: cfg.address,
-                source,
-            })?;
-            out.http = Some(l);
-        }
-        if let Some(cfg) = &config.admin {
-            let l = crate::net::accept::listen(cfg.address).map_err(|source| ServerError::Bind {
-                listener: "admin",
-                address: cfg.address,
-                source,
-            })?;
-            out.admin = Some(l);
-        }
-        Ok(out)
+            })?),
+            None => None,
+        };
+        Ok(Listeners {
+            tcp: listen("tcp", s.tcp.as_ref().map(|c| c.address))?,
+            syslog_tcp: listen("syslog_tcp", s.syslog_tcp.as_ref().map(|c| c.address))?,
+            syslog_tls: listen("syslog_tls", s.syslog_tls.as_ref().map(|c| c.address))?,
+            syslog_udp,
+            http: listen("http", s.http.as_ref().map(|c| c.address))?,
+            admin: listen("admin", config.admin.as_ref().map(|c| c.address))?,
+            tls: load_tls(config)?,
+        })
     }
 
     /// The bound addresses, by listener name.
@@ -140,6 +107,15 @@ impl Listeners {
         out.extend(self.admin.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("admin", a)));
         out
     }
+}
+
+/// Binds `listener`'s TCP socket, when it has an address.
+fn listen(listener: &'static str, address: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
+    address
+        .map(|address| {
+            crate::net::accept::listen(address).map_err(|source| ServerError::Bind { listener, address, source })
+        })
+        .transpose()
 }
 
 /// Loads the TLS of every listener with a `tls` table (also what
