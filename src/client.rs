@@ -100,7 +100,6 @@ impl AckedClient {
         Ok(Self::from_stream(stream, producer))
     }
 
-    /// Wraps an already connected stream.
     /// Connects over TLS (`[sources.tcp.tls]`), trusting what `tls` trusts.
     pub async fn connect_tls(addr: &str, tls: &crate::net::tls::ClientTls) -> io::Result<Self> {
         let stream = TcpStream::connect(addr).await?;
@@ -110,6 +109,7 @@ impl AckedClient {
         Ok(Self::from_halves(Box::new(reader), Box::new(writer), rand::random()))
     }
 
+    /// Wraps an already connected stream.
     pub fn from_stream(stream: TcpStream, producer: [u8; 16]) -> Self {
         // Acks are small and latency matters more than packet count.
         let _ = stream.set_nodelay(true);

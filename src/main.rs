@@ -13,13 +13,21 @@ use tokio_util::sync::CancellationToken;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    // The daemon itself makes no TLS connections: it ignores --ca-file.
+    let client = !matches!(cli.command, Command::Serve(_) | Command::CheckConfig { .. });
+    if let Some(ca_file) = cli.ca_file.as_deref().filter(|_| client)
+        && let Err(e) = cli::http::trust_ca_file(ca_file)
+    {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(2);
+    }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::CheckConfig { file } => check_config(&file),
         Command::Apikeys(cmd) => cli::apikeys::run(&cmd),
         Command::Export(args) => cli::export::run(&args),
         Command::Tail(args) => cli::tail::run(&args),
-        Command::Bench(cmd) => cli::bench::run(&cmd),
+        Command::Bench(cmd) => cli::bench::run(&cmd, cli.ca_file.as_deref()),
         Command::Setup(args) => cli::login::setup(&args),
         Command::Login(args) => cli::login::login(&args),
         Command::Logout => cli::login::logout(),

@@ -1,7 +1,12 @@
 //! A small blocking HTTP client for the admin API (ureq), used by the CLI
 //! commands and by the end-to-end tests. Error statuses are answers, not
 //! errors: callers look at [`Reply::status`] and the JSON error body.
+//!
+//! `https://` URLs are verified against Mozilla's roots, or only against the
+//! CAs of the global `--ca-file` once [`trust_ca_file`] has read them.
 
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow};
@@ -9,6 +14,26 @@ use anyhow::{Context, anyhow};
 /// Default admin API address.
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:3000";
 const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The CAs of `--ca-file`, when given.
+static TRUSTED_CAS: OnceLock<Vec<ureq::tls::Certificate<'static>>> = OnceLock::new();
+
+/// From now on this process trusts only the CAs in `ca_file` for the admin
+/// API (the global `--ca-file`).
+pub fn trust_ca_file(ca_file: &Path) -> anyhow::Result<()> {
+    let certs = crate::net::tls::ca_certificates(ca_file).context("--ca-file")?;
+    let certs = certs.iter().map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned()).collect();
+    TRUSTED_CAS.set(certs).map_err(|_| anyhow!("--ca-file is already set"))
+}
+
+/// The TLS every admin API agent uses.
+pub(super) fn tls_config() -> ureq::tls::TlsConfig {
+    let builder = ureq::tls::TlsConfig::builder();
+    match TRUSTED_CAS.get() {
+        Some(certs) => builder.root_certs(ureq::tls::RootCerts::new_with_certs(certs)).build(),
+        None => builder.build(),
+    }
+}
 
 /// An answer from the API.
 #[derive(Debug, Clone)]
@@ -55,6 +80,7 @@ impl ApiClient {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(TIMEOUT))
+            .tls_config(tls_config())
             .user_agent(concat!("sluice-cli/", env!("CARGO_PKG_VERSION")))
             .build();
         ApiClient { base, agent: config.into() }

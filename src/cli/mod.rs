@@ -30,6 +30,11 @@ use clap::{Args, Parser, Subcommand};
     about = "Streaming ingest daemon: Tell SDKs, syslog and HTTP in; durable, acknowledged storage out"
 )]
 pub struct Cli {
+    /// Trust the CAs in this PEM file for TLS: the admin API at an https://
+    /// URL, and the `bench tcp|syslog|http` load generators (which then
+    /// connect over TLS).
+    #[arg(long, global = true, env = "SLUICE_CA_FILE", value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -172,6 +177,8 @@ pub struct SyslogBenchArgs {
     pub message_bytes: usize,
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    #[command(flatten)]
+    pub tls: BenchTlsArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -199,6 +206,8 @@ pub struct HttpBenchArgs {
     pub event_bytes: usize,
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+    #[command(flatten)]
+    pub tls: BenchTlsArg,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -230,11 +239,15 @@ pub struct TcpBenchArgs {
     /// of 500 on each of 4 connections keep the pipe full (docs/bench.md).
     #[arg(long, default_value_t = 8)]
     pub window: usize,
-    /// Connect over TLS (`[sources.tcp.tls]`), trusting the CAs in this PEM
-    /// file (with --acked).
+    #[command(flatten)]
+    pub tls: BenchTlsArg,
+}
+
+/// With the global `--ca-file`, a load generator connects over TLS.
+#[derive(Debug, Args, Clone, Default)]
+pub struct BenchTlsArg {
+    /// With --ca-file: the name the server's certificate must carry
+    /// (default: the host of --addr).
     #[arg(long)]
-    pub ca_file: Option<std::path::PathBuf>,
-    /// The name the server's certificate must carry (default: the host of --addr).
-    #[arg(long, requires = "ca_file")]
     pub server_name: Option<String>,
 }

@@ -27,6 +27,7 @@ pub fn get(server: &str, path: &str, token: &str) -> anyhow::Result<Box<dyn Read
         .http_status_as_error(false)
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(HEADERS_TIMEOUT))
+        .tls_config(super::http::tls_config())
         .user_agent(concat!("sluice-cli/", env!("CARGO_PKG_VERSION")))
         .build()
         .into();

@@ -161,7 +161,7 @@ pub fn certificate_names(cert: &CertificateDer<'_>) -> Vec<String> {
 /// checks the certificate against.
 #[derive(Clone)]
 pub struct ClientTls {
-    connector: tokio_rustls::TlsConnector,
+    config: Arc<rustls::ClientConfig>,
     server_name: rustls::pki_types::ServerName<'static>,
 }
 
@@ -170,7 +170,7 @@ impl ClientTls {
     /// name or an IP address, as in its certificate).
     pub fn new(ca_file: &Path, server_name: &str) -> Result<ClientTls, TlsError> {
         let mut roots = RootCertStore::empty();
-        for cert in certificates(ca_file, "ca_file")? {
+        for cert in ca_certificates(ca_file)? {
             roots.add(cert).map_err(|e| TlsError::Config(format!("{}: {e}", ca_file.display())))?;
         }
         let config = rustls::ClientConfig::builder_with_provider(provider())
@@ -180,13 +180,31 @@ impl ClientTls {
             .with_no_client_auth();
         let server_name = rustls::pki_types::ServerName::try_from(server_name.to_owned())
             .map_err(|e| TlsError::Config(format!("server name {server_name:?}: {e}")))?;
-        Ok(ClientTls { connector: tokio_rustls::TlsConnector::from(Arc::new(config)), server_name })
+        Ok(ClientTls { config: Arc::new(config), server_name })
     }
 
     /// The TLS session over `stream`.
     pub async fn connect(&self, stream: TcpStream) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-        self.connector.connect(self.server_name.clone(), stream).await
+        tokio_rustls::TlsConnector::from(self.config.clone()).connect(self.server_name.clone(), stream).await
     }
+
+    /// The TLS session over a blocking `stream`, handshake done.
+    pub fn connect_blocking(
+        &self,
+        mut stream: std::net::TcpStream,
+    ) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream>> {
+        let mut session = rustls::ClientConnection::new(self.config.clone(), self.server_name.clone())
+            .map_err(std::io::Error::other)?;
+        while session.is_handshaking() {
+            session.complete_io(&mut stream)?;
+        }
+        Ok(rustls::StreamOwned::new(session, stream))
+    }
+}
+
+/// The CA certificates of a PEM bundle, for clients that trust them.
+pub fn ca_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    certificates(path, "ca_file")
 }
 
 impl std::fmt::Debug for ClientTls {
@@ -218,7 +236,12 @@ fn server_config(config: &TlsConfig) -> Result<ServerConfig, TlsError> {
         }
         None => builder.with_no_client_auth(),
     };
-    builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))
+    let mut config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
+    // No TLS 1.3 session tickets after the handshake: a one-way syslog
+    // sender never reads them, and a socket closed with unread data sends
+    // a reset, which throws away whatever the server had not read yet.
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// Every certificate of a PEM file, in order; an error when there is none.

@@ -5,7 +5,7 @@
 //! nothing. rsyslog's `omfwd` with the GnuTLS driver in anonymous mode
 //! (TLS 1.2) forwards into it intact, and in `x509/name` mode into the
 //! workspace its client certificate maps to; an unmapped or expired client
-//! certificate stores nothing.
+//! certificate stores nothing. `bench syslog` with `--ca-file` loses nothing.
 
 use crate::common::Daemon;
 use crate::common::admin::{ApiClient, metric};
@@ -286,4 +286,26 @@ fn rsyslog_x509_name_mode_lands_in_the_workspace_of_its_certificate() {
     let (events, log) = stop_and_export(d);
     assert_eq!(events.len(), MESSAGES, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
     assert!(events.iter().all(|e| e["workspace"] == 3), "{:?}", events.first());
+}
+
+#[test]
+fn bench_syslog_over_tls_stores_every_message_it_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let d = start(dir.path(), &certs, "");
+    let addr = d.syslog_tls.expect("syslog_tls listening").to_string();
+    let out = std::process::Command::new(crate::common::BIN)
+        .arg("--ca-file")
+        .arg(&certs.ca)
+        .args(["bench", "syslog", "--proto", "tcp", "--addr", &addr, "--server-name", "localhost"])
+        .args(["--connections", "2", "--message-bytes", "300", "--duration", "0.5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    let sent = line["messages"].as_u64().unwrap();
+    let (events, log) = stop_and_export(d);
+    assert!(sent > 0);
+    assert_eq!(events.len() as u64, sent, "log:\n{log}");
+    assert!(events.iter().all(|e| e["listener"] == "syslog_tls" && e["app_name"] == "sluice-bench"));
 }

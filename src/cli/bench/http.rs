@@ -1,14 +1,16 @@
 //! `sluice bench http`: a load generator for the HTTP source.
 //!
 //! ```text
-//! sluice bench http --addr ADDR --key KEY [--connections C] [--batch-size B]
-//!                   [--event-bytes S] [--duration SECS]
+//! sluice [--ca-file PEM] bench http --addr ADDR --key KEY [--connections C]
+//!                   [--batch-size B] [--event-bytes S] [--duration SECS]
+//!                   [--server-name NAME]
 //! ```
 //!
 //! Each of the C keep-alive HTTP/1.1 connections posts `POST /v1/events`
 //! requests of B JSON lines (the flat shape of the Tell browser SDK, with the
 //! properties of the TCP bench's workload) one at a time for SECS seconds,
-//! authenticated with `Authorization: Bearer KEY`. A request counts once it
+//! authenticated with `Authorization: Bearer KEY` (over TLS with
+//! `--ca-file`, for `[sources.http.tls]`). A request counts once it
 //! is answered 202, which sluice sends only after the durable commit; the
 //! time from writing it to reading the answer goes into a latency
 //! histogram. 429 and 503 answers are counted (and waited out per
@@ -26,9 +28,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use std::path::Path;
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -36,6 +39,7 @@ use super::hist::Histogram;
 use super::workload::{Generator, Pool};
 use crate::cli::HttpBenchArgs;
 use crate::client::parse_key;
+use crate::net::tls::ClientTls;
 
 /// Largest answer body read (sluice's answers are small JSON objects).
 const MAX_ANSWER: usize = 1 << 20;
@@ -51,10 +55,12 @@ struct Settings {
     batch_size: usize,
     event_bytes: usize,
     duration: Duration,
+    /// Set with --ca-file: connections speak TLS.
+    tls: Option<ClientTls>,
 }
 
 impl Settings {
-    fn from_args(a: &HttpBenchArgs) -> anyhow::Result<Settings> {
+    fn from_args(a: &HttpBenchArgs, ca_file: Option<&Path>) -> anyhow::Result<Settings> {
         parse_key(&a.key).context("--key")?;
         if a.connections == 0 || a.connections > 10_000 {
             bail!("--connections must be 1..=10000, not {}", a.connections);
@@ -75,6 +81,7 @@ impl Settings {
             batch_size: a.batch_size,
             event_bytes: a.event_bytes,
             duration: Duration::from_secs_f64(a.duration),
+            tls: super::client_tls(&a.addr, ca_file, &a.tls)?,
         })
     }
 }
@@ -109,8 +116,8 @@ impl Stats {
 }
 
 /// Runs the bench on its own runtime and prints the JSON line, also when it fails.
-pub fn run(args: &HttpBenchArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_args(args)?;
+pub fn run(args: &HttpBenchArgs, ca_file: Option<&Path>) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args, ca_file)?;
     let runtime = super::runtime()?;
     let (stats, seconds, result) = runtime.block_on(bench(&settings));
     println!("{}", stats.json_line(seconds));
@@ -127,8 +134,9 @@ async fn bench(s: &Settings) -> (Stats, f64, anyhow::Result<()>) {
     let seed: u64 = rand::random();
     let pool = std::sync::Arc::new(Pool::new(s.event_bytes, seed));
     eprintln!(
-        "bench: {} connection(s) to http://{}/v1/events, {} events/request, ~{} B/event, {:.1} s",
+        "bench: {} connection(s) to {}://{}/v1/events, {} events/request, ~{} B/event, {:.1} s",
         s.connections,
+        if s.tls.is_some() { "https" } else { "http" },
         s.addr,
         s.batch_size,
         s.event_bytes,
@@ -162,7 +170,7 @@ async fn connection(s: Settings, mut generator: Generator, deadline: Instant) ->
 }
 
 async fn post_until(s: &Settings, g: &mut Generator, deadline: Instant, stats: &mut Stats) -> anyhow::Result<()> {
-    let mut conn = Conn::open(&s.addr).await?;
+    let mut conn = Conn::open(&s.addr, s.tls.as_ref()).await?;
     let mut body = Vec::new();
     let mut request = Vec::new();
     while Instant::now() < deadline {
@@ -194,7 +202,7 @@ async fn post_until(s: &Settings, g: &mut Generator, deadline: Instant, stats: &
             status => bail!("answered {status}: {}", String::from_utf8_lossy(&answer.body)),
         }
         if answer.close {
-            conn = Conn::open(&s.addr).await?;
+            conn = Conn::open(&s.addr, s.tls.as_ref()).await?;
         }
     }
     Ok(())
@@ -211,16 +219,25 @@ struct Answer {
 
 /// A minimal HTTP/1.1 client connection.
 struct Conn {
-    read: BufReader<OwnedReadHalf>,
-    write: OwnedWriteHalf,
+    read: BufReader<Box<dyn AsyncRead + Unpin + Send>>,
+    write: Box<dyn AsyncWrite + Unpin + Send>,
     line: String,
 }
 
 impl Conn {
-    async fn open(addr: &str) -> anyhow::Result<Conn> {
+    async fn open(addr: &str, tls: Option<&ClientTls>) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        let (read, write): (Box<dyn AsyncRead + Unpin + Send>, Box<dyn AsyncWrite + Unpin + Send>) = match tls {
+            Some(tls) => {
+                let (read, write) = tokio::io::split(tls.connect(stream).await?);
+                (Box::new(read), Box::new(write))
+            }
+            None => {
+                let (read, write) = stream.into_split();
+                (Box::new(read), Box::new(write))
+            }
+        };
         Ok(Conn { read: BufReader::with_capacity(16 << 10, read), write, line: String::new() })
     }
 
@@ -279,15 +296,17 @@ mod tests {
             batch_size: 1,
             event_bytes: 300,
             duration: 1.0,
+            tls: crate::cli::BenchTlsArg::default(),
         };
-        assert!(Settings::from_args(&args).is_ok());
+        assert!(Settings::from_args(&args, None).is_ok());
+        assert!(Settings::from_args(&args, Some(Path::new("/no/such/ca.pem"))).is_err());
         for bad in [
             HttpBenchArgs { key: "nope".into(), ..args.clone() },
             HttpBenchArgs { connections: 0, ..args.clone() },
             HttpBenchArgs { batch_size: 0, ..args.clone() },
             HttpBenchArgs { duration: f64::NAN, ..args.clone() },
         ] {
-            assert!(Settings::from_args(&bad).is_err(), "{bad:?}");
+            assert!(Settings::from_args(&bad, None).is_err(), "{bad:?}");
         }
     }
 

@@ -72,6 +72,7 @@ pub mod workload;
 
 use std::collections::VecDeque;
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,7 +85,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::hist::Histogram;
 use self::workload::{Generator, Pool};
-use crate::cli::{BenchCommand, TcpBenchArgs};
+use crate::cli::{BenchCommand, BenchTlsArg, TcpBenchArgs};
 use crate::client::{AckedClient, ClientError, parse_key};
 use crate::codec::ack::{Ack, Status};
 use crate::codec::frame::ACKED_HEADER_LEN;
@@ -96,11 +97,13 @@ const DRAIN: Duration = Duration::from_secs(5);
 const STATUSES: [Status; 6] =
     [Status::Stored, Status::Duplicate, Status::BadKey, Status::Malformed, Status::TooLarge, Status::Unavailable];
 
-pub fn run(cmd: &BenchCommand) -> anyhow::Result<()> {
+/// Runs a bench; with `ca_file` (the global `--ca-file`) the tcp, syslog
+/// and http generators connect over TLS.
+pub fn run(cmd: &BenchCommand, ca_file: Option<&Path>) -> anyhow::Result<()> {
     match cmd {
-        BenchCommand::Tcp(args) => run_tcp(args),
-        BenchCommand::Http(args) => http::run(args),
-        BenchCommand::Syslog(args) => syslog::run(args),
+        BenchCommand::Tcp(args) => run_tcp(args, ca_file),
+        BenchCommand::Http(args) => http::run(args, ca_file),
+        BenchCommand::Syslog(args) => syslog::run(args, ca_file),
         BenchCommand::Login(args) => login::run(args),
         BenchCommand::Tail(args) => tail::run(args),
         BenchCommand::Hostile(args) => hostile::run(args),
@@ -125,8 +128,22 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// `sluice bench tcp`: runs the bench on its own small runtime and prints
 /// the JSON line, also when the run fails.
-pub fn run_tcp(args: &TcpBenchArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_args(args)?;
+/// The TLS a generator connects with: none without `ca_file`, else
+/// trusting its CAs for `server_name` (default: the host of `addr`).
+pub(crate) fn client_tls(addr: &str, ca_file: Option<&Path>, arg: &BenchTlsArg) -> anyhow::Result<Option<ClientTls>> {
+    let Some(ca) = ca_file else {
+        if arg.server_name.is_some() {
+            bail!("--server-name needs --ca-file");
+        }
+        return Ok(None);
+    };
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let name = arg.server_name.as_deref().unwrap_or(host.trim_matches(['[', ']']));
+    Ok(Some(ClientTls::new(ca, name).context("--ca-file")?))
+}
+
+pub fn run_tcp(args: &TcpBenchArgs, ca_file: Option<&Path>) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args, ca_file)?;
     let runtime = runtime()?;
     let (report, result) = runtime.block_on(bench(&settings));
     println!("{}", report.json_line());
@@ -155,7 +172,7 @@ struct Settings {
 }
 
 impl Settings {
-    fn from_args(a: &TcpBenchArgs) -> anyhow::Result<Settings> {
+    fn from_args(a: &TcpBenchArgs, ca_file: Option<&Path>) -> anyhow::Result<Settings> {
         let key = parse_key(&a.key).context("--key")?;
         if a.connections == 0 || a.connections > 10_000 {
             bail!("--connections must be 1..=10000, not {}", a.connections);
@@ -175,15 +192,10 @@ impl Settings {
         if a.window == 0 || a.window > 1024 {
             bail!("--window must be 1..=1024, not {}", a.window);
         }
-        let tls = match &a.ca_file {
-            Some(_) if !a.acked => bail!("--ca-file needs --acked"),
-            Some(ca) => {
-                let host = a.addr.rsplit_once(':').map_or(a.addr.as_str(), |(h, _)| h);
-                let name = a.server_name.as_deref().unwrap_or(host.trim_matches(['[', ']']));
-                Some(ClientTls::new(ca, name).context("--ca-file")?)
-            }
-            None => None,
-        };
+        if ca_file.is_some() && !a.acked {
+            bail!("--ca-file needs --acked");
+        }
+        let tls = client_tls(&a.addr, ca_file, &a.tls)?;
         Ok(Settings {
             addr: a.addr.clone(),
             key,
@@ -629,19 +641,21 @@ mod tests {
     }
 
     fn settings(addr: &str, acked: bool) -> Settings {
-        Settings::from_args(&TcpBenchArgs {
-            addr: addr.to_owned(),
-            key: "000102030405060708090a0b0c0d0e0f".to_owned(),
-            connections: 2,
-            batch_size: 50,
-            event_bytes: 200,
-            duration: 0.3,
-            rate: None,
-            acked,
-            window: 8,
-            ca_file: None,
-            server_name: None,
-        })
+        Settings::from_args(
+            &TcpBenchArgs {
+                addr: addr.to_owned(),
+                key: "000102030405060708090a0b0c0d0e0f".to_owned(),
+                connections: 2,
+                batch_size: 50,
+                event_bytes: 200,
+                duration: 0.3,
+                rate: None,
+                acked,
+                window: 8,
+                tls: BenchTlsArg::default(),
+            },
+            None,
+        )
         .unwrap()
     }
 
@@ -746,12 +760,11 @@ mod tests {
             rate: None,
             acked: true,
             window: 8,
-            ca_file: None,
-            server_name: None,
+            tls: BenchTlsArg::default(),
         };
-        assert!(Settings::from_args(&args).is_err());
+        assert!(Settings::from_args(&args, None).is_err());
         args.key = "000102030405060708090a0b0c0d0e0f".to_owned();
-        assert!(Settings::from_args(&args).is_ok());
+        assert!(Settings::from_args(&args, None).is_ok());
         for bad in [
             TcpBenchArgs { connections: 0, ..args.clone() },
             TcpBenchArgs { batch_size: 0, ..args.clone() },
@@ -759,10 +772,12 @@ mod tests {
             TcpBenchArgs { rate: Some(0), ..args.clone() },
             TcpBenchArgs { window: 0, ..args.clone() },
             TcpBenchArgs { window: 1025, ..args.clone() },
-            TcpBenchArgs { acked: false, ca_file: Some("ca.pem".into()), ..args.clone() },
-            TcpBenchArgs { ca_file: Some("/no/such/ca.pem".into()), ..args.clone() },
+            TcpBenchArgs { tls: BenchTlsArg { server_name: Some("localhost".into()) }, ..args.clone() },
         ] {
-            assert!(Settings::from_args(&bad).is_err(), "{bad:?}");
+            assert!(Settings::from_args(&bad, None).is_err(), "{bad:?}");
         }
+        let no_ca = Some(Path::new("/no/such/ca.pem"));
+        assert!(Settings::from_args(&args, no_ca).is_err());
+        assert!(Settings::from_args(&TcpBenchArgs { acked: false, ..args.clone() }, no_ca).is_err());
     }
 }

@@ -1,14 +1,17 @@
 //! `sluice bench syslog`: a load generator for the syslog listeners.
 //!
 //! ```text
-//! sluice bench syslog --proto tcp|udp --addr ADDR [--connections C] [--message-bytes S] [--duration SECS]
+//! sluice [--ca-file PEM] bench syslog --proto tcp|udp --addr ADDR [--connections C]
+//!                   [--message-bytes S] [--duration SECS] [--server-name NAME]
 //! ```
 //!
 //! Each of the C connections (UDP: sockets) runs on its own thread and
 //! sends RFC 5424 messages of S bytes (`<134>1 TIMESTAMP bench sluice-bench
 //! PID - [bench@32473 conn="c" seq="n"] padding`) as fast as it can for SECS
 //! seconds: over TCP octet-counted, written in 64 KiB batches; over UDP one
-//! datagram per message. A message counts once written to the socket. Then
+//! datagram per message. With `--ca-file` the TCP connections speak TLS
+//! (RFC 5425, for `syslog_tls`). A message counts once written to the
+//! socket. Then
 //! one JSON line goes to stdout:
 //!
 //! ```text
@@ -21,11 +24,13 @@
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
 use crate::cli::{SyslogBenchArgs, SyslogProto};
+use crate::net::tls::ClientTls;
 
 /// Bytes written per `write` call over TCP.
 const TCP_BATCH: usize = 64 * 1024;
@@ -33,7 +38,7 @@ const TCP_BATCH: usize = 64 * 1024;
 /// 4-digit connection and a 20-digit seq), so every message has its size.
 const MIN_MESSAGE: usize = 128;
 
-pub fn run(args: &SyslogBenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &SyslogBenchArgs, ca_file: Option<&Path>) -> anyhow::Result<()> {
     if args.connections == 0 || args.connections > 1024 {
         bail!("--connections must be 1..=1024, not {}", args.connections);
     }
@@ -45,13 +50,17 @@ pub fn run(args: &SyslogBenchArgs) -> anyhow::Result<()> {
     }
     let addr: SocketAddr =
         args.addr.to_socket_addrs().context("--addr")?.next().with_context(|| format!("--addr {}", args.addr))?;
+    let tls = super::client_tls(&args.addr, ca_file, &args.tls)?;
+    if tls.is_some() && args.proto == SyslogProto::Udp {
+        bail!("--ca-file is for --proto tcp (syslog over TLS)");
+    }
     let duration = Duration::from_secs_f64(args.duration);
     let start = Instant::now();
     let threads: Vec<_> = (0..args.connections)
         .map(|c| {
-            let (proto, size) = (args.proto, args.message_bytes);
+            let (proto, size, tls) = (args.proto, args.message_bytes, tls.clone());
             std::thread::spawn(move || match proto {
-                SyslogProto::Tcp => send_tcp(addr, c, size, duration),
+                SyslogProto::Tcp => send_tcp(addr, tls.as_ref(), c, size, duration),
                 SyslogProto::Udp => send_udp(addr, c, size, duration),
             })
         })
@@ -98,11 +107,40 @@ fn message(out: &mut Vec<u8>, conn: usize, seq: u64, size: usize) {
     }
 }
 
-fn send_tcp(addr: SocketAddr, conn: usize, size: usize, duration: Duration) -> (u64, Option<anyhow::Error>) {
-    let mut stream = match TcpStream::connect(addr) {
+fn send_tcp(
+    addr: SocketAddr,
+    tls: Option<&ClientTls>,
+    conn: usize,
+    size: usize,
+    duration: Duration,
+) -> (u64, Option<anyhow::Error>) {
+    let stream = match TcpStream::connect(addr) {
         Ok(s) => s,
         Err(e) => return (0, Some(anyhow::anyhow!("connect {addr}: {e}"))),
     };
+    let (sent, result) = match tls {
+        None => write_for(stream, conn, size, duration, |_| Ok(())),
+        Some(tls) => match tls.connect_blocking(stream) {
+            // A TLS sender says it is done (close_notify) before it closes.
+            Ok(session) => write_for(session, conn, size, duration, |s| {
+                s.conn.send_close_notify();
+                s.flush()
+            }),
+            Err(e) => return (0, Some(anyhow::anyhow!("TLS handshake with {addr}: {e}"))),
+        },
+    };
+    (sent, result.err().map(|e| anyhow::anyhow!("write to {addr}: {e}")))
+}
+
+/// Writes octet-counted messages into `stream` until `duration` is up, then
+/// calls `finish`; the messages written, and the first error.
+fn write_for<W: Write>(
+    mut stream: W,
+    conn: usize,
+    size: usize,
+    duration: Duration,
+    finish: impl FnOnce(&mut W) -> std::io::Result<()>,
+) -> (u64, std::io::Result<()>) {
     let deadline = Instant::now() + duration;
     let (mut sent, mut seq) = (0u64, 0u64);
     let mut buf = Vec::with_capacity(TCP_BATCH + size + 16);
@@ -118,11 +156,11 @@ fn send_tcp(addr: SocketAddr, conn: usize, size: usize, duration: Duration) -> (
             in_batch += 1;
         }
         if let Err(e) = stream.write_all(&buf) {
-            return (sent, Some(anyhow::anyhow!("write to {addr}: {e}")));
+            return (sent, Err(e));
         }
         sent += in_batch;
     }
-    (sent, None)
+    (sent, stream.flush().and_then(|()| finish(&mut stream)))
 }
 
 fn send_udp(addr: SocketAddr, conn: usize, size: usize, duration: Duration) -> (u64, Option<anyhow::Error>) {
