@@ -26,8 +26,8 @@ mod retention;
 pub use retention::RetentionConfig;
 mod syslog;
 pub use syslog::{
-    DEFAULT_SYSLOG_ADDR, DEFAULT_SYSLOG_TLS_ADDR, DEFAULT_SYSLOG_WORKSPACE, SyslogAuth, SyslogCommon, SyslogTcpSource,
-    SyslogUdpSource,
+    DEFAULT_RELP_ADDR, DEFAULT_SYSLOG_ADDR, DEFAULT_SYSLOG_TLS_ADDR, DEFAULT_SYSLOG_WORKSPACE, SyslogAuth,
+    SyslogCommon, SyslogTcpSource, SyslogUdpSource,
 };
 mod tls;
 pub use tls::TlsConfig;
@@ -67,6 +67,9 @@ pub struct Sources {
     /// `[sources.syslog_tls]`: syslog over TLS (RFC 5425).
     #[serde(default, deserialize_with = "syslog::syslog_tls")]
     pub syslog_tls: Option<SyslogTcpSource>,
+    /// `[sources.relp]`: RELP (rsyslog's `omrelp`), answered after the commit.
+    #[serde(default, deserialize_with = "syslog::relp")]
+    pub relp: Option<SyslogTcpSource>,
     /// `[sources.syslog_udp]`: syslog over UDP.
     pub syslog_udp: Option<SyslogUdpSource>,
     /// `[sources.http]`: HTTP ingest (JSON lines, Tell batches).
@@ -342,6 +345,7 @@ impl Config {
             ("tcp", "sources.tcp.tls", s.tcp.as_ref().and_then(|t| t.tls.as_ref())),
             ("syslog_tcp", "sources.syslog_tcp.tls", s.syslog_tcp.as_ref().and_then(|t| t.tls.as_ref())),
             ("syslog_tls", "sources.syslog_tls.tls", s.syslog_tls.as_ref().and_then(|t| t.tls.as_ref())),
+            ("relp", "sources.relp.tls", s.relp.as_ref().and_then(|t| t.tls.as_ref())),
             ("http", "sources.http.tls", s.http.as_ref().and_then(|t| t.tls.as_ref())),
             ("admin", "admin.tls", self.admin.as_ref().and_then(|t| t.tls.as_ref())),
         ]
@@ -354,6 +358,7 @@ impl Config {
     pub fn embedded() -> Config {
         let tcp = DEFAULT_TCP_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 50000)));
         let syslog = DEFAULT_SYSLOG_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 5514)));
+        let relp = DEFAULT_RELP_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 2514)));
         Config {
             data_dir: default_data_dir(),
             sources: Sources {
@@ -361,6 +366,7 @@ impl Config {
                 syslog_tcp: Some(SyslogTcpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
                 // TLS needs a certificate, which the embedded defaults do not have.
                 syslog_tls: None,
+                relp: Some(SyslogTcpSource::at(relp, DEFAULT_SYSLOG_WORKSPACE)),
                 syslog_udp: Some(SyslogUdpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
                 http: Some(HttpSource::default_listener()),
             },

@@ -64,6 +64,7 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     let mut listeners: Vec<String> = config.sources.tcp.iter().map(|t| format!("tcp on {}", t.address)).collect();
     listeners.extend(config.sources.syslog_tcp.iter().map(|s| format!("syslog_tcp on {}", s.address)));
     listeners.extend(config.sources.syslog_tls.iter().map(|s| format!("syslog_tls on {}", s.address)));
+    listeners.extend(config.sources.relp.iter().map(|s| format!("relp on {}", s.address)));
     listeners.extend(config.sources.syslog_udp.iter().map(|s| format!("syslog_udp on {}", s.address)));
     listeners.extend(config.sources.http.iter().map(|h| format!("http on {}", h.address)));
     listeners.extend(config.admin.iter().map(|a| format!("admin on {}", a.address)));

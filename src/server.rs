@@ -66,6 +66,7 @@ pub struct Listeners {
     pub tcp: Option<TcpListener>,
     pub syslog_tcp: Option<TcpListener>,
     pub syslog_tls: Option<TcpListener>,
+    pub relp: Option<TcpListener>,
     pub syslog_udp: Option<UdpSockets>,
     pub admin: Option<TcpListener>,
     pub http: Option<TcpListener>,
@@ -90,6 +91,7 @@ impl Listeners {
             tcp: listen("tcp", s.tcp.as_ref().map(|c| c.address))?,
             syslog_tcp: listen("syslog_tcp", s.syslog_tcp.as_ref().map(|c| c.address))?,
             syslog_tls: listen("syslog_tls", s.syslog_tls.as_ref().map(|c| c.address))?,
+            relp: listen("relp", s.relp.as_ref().map(|c| c.address))?,
             syslog_udp,
             http: listen("http", s.http.as_ref().map(|c| c.address))?,
             admin: listen("admin", config.admin.as_ref().map(|c| c.address))?,
@@ -102,6 +104,7 @@ impl Listeners {
         let mut out: Vec<_> = self.tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("tcp", a)).collect();
         out.extend(self.syslog_tcp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("syslog_tcp", a)));
         out.extend(self.syslog_tls.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("syslog_tls", a)));
+        out.extend(self.relp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("relp", a)));
         out.extend(self.syslog_udp.iter().filter_map(UdpSockets::local_addr).map(|a| ("syslog_udp", a)));
         out.extend(self.http.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("http", a)));
         out.extend(self.admin.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("admin", a)));
@@ -263,6 +266,9 @@ fn start_listeners(services: &Services, listeners: Listeners) {
     if let (Some(listener), Some(cfg)) = (listeners.syslog_tls, &services.config.sources.syslog_tls) {
         start_syslog_tcp(services, listener, ("syslog_tls", tls("syslog_tls")), cfg.clone());
     }
+    if let (Some(listener), Some(cfg)) = (listeners.relp, &services.config.sources.relp) {
+        start_syslog_tcp(services, listener, ("relp", tls("relp")), cfg.clone());
+    }
     if let (Some(sockets), Some(cfg)) = (listeners.syslog_udp, &services.config.sources.syslog_udp) {
         start_syslog_udp(services, sockets, cfg.clone());
     }
@@ -367,14 +373,20 @@ fn start_syslog_tcp(
     for ws in cfg.tls.iter().flat_map(|t| t.client_workspaces.values()) {
         ensure_workspace(services.control.store(), *ws, name);
     }
+    let kind = if name == "relp" { ListenerKind::Relp } else { ListenerKind::SyslogTcp };
     let ctx = Arc::new(SyslogTcpContext {
-        base: syslog_context(services, (name, ListenerKind::SyslogTcp), &cfg.common),
+        base: syslog_context(services, (name, kind), &cfg.common),
         tls,
         timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
+        ack_timeout: services.config.pipeline.ack_timeout,
         abort: services.abort.clone(),
         config: cfg,
     });
-    services.tracker.spawn(syslog::tcp::serve(listener, ctx, services.shutdown.clone()));
+    let shutdown = services.shutdown.clone();
+    match kind {
+        ListenerKind::Relp => services.tracker.spawn(syslog::relp::serve(listener, ctx, shutdown)),
+        _ => services.tracker.spawn(syslog::tcp::serve(listener, ctx, shutdown)),
+    };
 }
 
 fn start_syslog_udp(services: &Services, sockets: UdpSockets, cfg: crate::config::SyslogUdpSource) {

@@ -13,6 +13,9 @@
 //! - an HTTP JSON body ([`jsonl_body_input`]) decodes the same with and
 //!   without partial acceptance when it is valid, into records whose
 //!   payloads are JSON objects;
+//! - the RELP framer ([`relp_framer_input`]) decodes a stream the same
+//!   whole and in pieces, consumes input with every frame, keeps DATA
+//!   within the limit, and what it cut is exactly the limit long;
 //! - the syslog framer ([`syslog_framer_input`]) consumes input with every
 //!   frame, keeps frames within the limit and the stream in sync; the
 //!   ingest scan and the parse ([`syslog_parse_input`]) take any bytes and
@@ -241,6 +244,48 @@ pub fn syslog_framer_input(data: &[u8]) {
         check(frame);
     }
     assert!(buf.is_empty(), "bytes left over after the end of the stream");
+}
+
+/// `max_data` of [`relp_framer_input`] when the control byte's high bit is set.
+const RELP_SMALL_MAX: usize = 16;
+
+/// Input: `control:u8  stream…`, RELP. The stream is decoded whole and in
+/// pieces (sizes from a generator seeded with `control`; `control & 0x80`
+/// selects a small DATA limit): both give the same frames and end the same
+/// way, every frame consumes input, and DATA stays within the limit.
+pub fn relp_framer_input(data: &[u8]) {
+    use crate::codec::relp::{RelpDecoder, RelpError, RelpFrame};
+    let Some((&control, stream)) = data.split_first() else { return };
+    let limit = if control & 0x80 != 0 { RELP_SMALL_MAX } else { 128 * 1024 };
+    let run = |pieces: bool| -> (Vec<RelpFrame>, Option<RelpError>) {
+        let mut decoder = RelpDecoder::new(limit);
+        let (mut buf, mut rest, mut frames) = (BytesMut::new(), stream, Vec::new());
+        let mut seed = u32::from(control) | 0x100;
+        while !rest.is_empty() {
+            let take = if pieces { piece_len(&mut seed, rest.len()) } else { rest.len() };
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            loop {
+                let before = buf.len();
+                match decoder.decode(&mut buf) {
+                    Ok(Some(frame)) => {
+                        // Every frame ends with its LF, taken from the buffer.
+                        assert!(buf.len() < before, "frame returned without consuming input");
+                        assert!(frame.data.len() <= limit, "DATA of {} over the limit {limit}", frame.data.len());
+                        assert!(!frame.truncated || frame.data.len() == limit, "cut short of the limit");
+                        frames.push(frame);
+                    }
+                    Ok(None) => break,
+                    Err(e) => return (frames, Some(e)),
+                }
+            }
+        }
+        (frames, None)
+    };
+    let (whole, whole_end) = run(false);
+    let (pieces, pieces_end) = run(true);
+    assert_eq!(whole, pieces, "the same stream decoded differently in pieces");
+    assert_eq!(whole_end, pieces_end, "the same stream ended differently in pieces");
 }
 
 /// Input: one syslog message. The ingest scan (in key mode and not) and

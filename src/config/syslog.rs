@@ -17,6 +17,10 @@
 //! workspace = 1
 //! tls = { cert = "/etc/sluice/tls/server.crt", key = "/etc/sluice/tls/server.key" }  # required
 //!
+//! [sources.relp]                           # RELP (rsyslog's omrelp), the keys of syslog_tcp
+//! address = "0.0.0.0:2514"                  # (the default); `tls` is optional
+//! workspace = 1
+//!
 //! [sources.syslog_udp]
 //! address = "0.0.0.0:514"
 //! workspace = 1
@@ -40,6 +44,8 @@ use crate::codec::syslog::Zone;
 pub const DEFAULT_SYSLOG_ADDR: &str = "0.0.0.0:5514";
 /// RFC 5425's port for syslog over TLS.
 pub const DEFAULT_SYSLOG_TLS_ADDR: &str = "0.0.0.0:6514";
+/// RELP's port (as rsyslog's imrelp examples use).
+pub const DEFAULT_RELP_ADDR: &str = "0.0.0.0:2514";
 /// Default workspace of the embedded syslog listeners (the one a fresh data dir has).
 pub const DEFAULT_SYSLOG_WORKSPACE: u32 = 1;
 const DEFAULT_RCVBUF: u64 = 8 << 20;
@@ -56,7 +62,8 @@ pub enum SyslogAuth {
     Key,
 }
 
-/// `[sources.syslog_tcp]`, and `[sources.syslog_tls]` (where `tls` is required).
+/// `[sources.syslog_tcp]`, `[sources.syslog_tls]` (where `tls` is
+/// required) and `[sources.relp]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyslogTcpSource {
     pub address: SocketAddr,
@@ -256,6 +263,13 @@ pub(super) fn syslog_tls<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Syslo
     tcp_source(r, address).map(Some)
 }
 
+/// `[sources.relp]`: a syslog TCP section whose address defaults to port 2514.
+pub(super) fn relp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SyslogTcpSource>, D::Error> {
+    let r = RawTcp::deserialize(d)?;
+    let address = r.address.unwrap_or_else(|| DEFAULT_RELP_ADDR.parse().expect("valid default address"));
+    tcp_source(r, address).map(Some)
+}
+
 fn tcp_source<E: serde::de::Error>(r: RawTcp, address: SocketAddr) -> Result<SyslogTcpSource, E> {
     let common = common(r.workspace, r.auth, r.allowed_sources, r.timezone, r.max_message_bytes).map_err(E::custom)?;
     Ok(SyslogTcpSource {
@@ -403,6 +417,19 @@ mod tests {
             Config::embedded().sources.syslog_tls.is_none(),
             "TLS needs a certificate, so it is never on by default"
         );
+    }
+
+    #[test]
+    fn relp_takes_the_syslog_tcp_keys_and_defaults_to_port_2514() {
+        let c = parse("[sources.relp]
+auth = \"key\"
+max_message_bytes = \"8KiB\"
+").unwrap();
+        let r = c.sources.relp.unwrap();
+        assert_eq!((r.address.port(), r.common.auth, r.common.max_message_bytes), (2514, SyslogAuth::Key, 8192));
+        assert!(r.tls.is_none());
+        assert_eq!(Config::embedded().sources.relp.unwrap().address.port(), 2514);
+        assert!(parse("[sources.relp]\n").unwrap_err().to_string().contains("workspace"));
     }
 
     #[test]

@@ -138,7 +138,7 @@ impl Collect {
         use MetricType::{Counter, Gauge};
         let ingest = ListenerKind::ingests;
         let all = |_| true;
-        let plain: [PerListener; 10] = [
+        let plain: [PerListener; 11] = [
             (EVENTS_RECEIVED, "Events received (before the commit).", Counter, ingest, |s| load(&s.events_received)),
             (BYTES_RECEIVED, "Bytes read from the network.", Counter, all, |s| load(&s.bytes_received)),
             (CONNECTIONS_OPEN, "Connections open now.", Gauge, ListenerKind::has_connections, |s| {
@@ -174,6 +174,13 @@ impl Collect {
                 Counter,
                 ListenerKind::is_syslog,
                 |s| load(&s.peers_refused),
+            ),
+            (
+                RELP_RESENT,
+                "RELP messages a sender resent after a broken session, stored again (those sluice can tell).",
+                Counter,
+                |k| k == ListenerKind::Relp,
+                |s| load(&s.resent),
             ),
             (
                 EVENTS_DROPPED_OVERLOAD,

@@ -43,6 +43,7 @@ pub const PASSWORD_HASH_WAITS: &str = "sluice_admin_password_hash_waits_total";
 pub const EXPORTS_CUT: &str = "sluice_exports_cut_total";
 pub const MESSAGES_TRUNCATED: &str = "sluice_messages_truncated_total";
 pub const PEERS_REFUSED: &str = "sluice_peers_refused_total";
+pub const RELP_RESENT: &str = "sluice_relp_resent_total";
 pub const TLS_HANDSHAKE_FAILURES: &str = "sluice_tls_handshake_failures_total";
 pub const EVENTS_DROPPED_OVERLOAD: &str = "sluice_events_dropped_overload_total";
 pub const UDP_KERNEL_DROPS: &str = "sluice_udp_kernel_drops_total";
@@ -68,6 +69,8 @@ pub enum ListenerKind {
     Tcp,
     SyslogTcp,
     SyslogUdp,
+    /// RELP (syslog messages, answered after the commit).
+    Relp,
     /// HTTP ingest.
     Http,
     /// The admin API (connections only).
@@ -84,12 +87,12 @@ impl ListenerKind {
     }
 
     pub fn is_syslog(self) -> bool {
-        matches!(self, ListenerKind::SyslogTcp | ListenerKind::SyslogUdp)
+        matches!(self, ListenerKind::SyslogTcp | ListenerKind::SyslogUdp | ListenerKind::Relp)
     }
 
     /// Whether it answers after the commit (and so has an ack latency).
     pub fn acks(self) -> bool {
-        matches!(self, ListenerKind::Tcp | ListenerKind::Http)
+        matches!(self, ListenerKind::Tcp | ListenerKind::Http | ListenerKind::Relp)
     }
 
     /// The refusal reasons this kind of listener can count.
@@ -98,6 +101,7 @@ impl ListenerKind {
             ListenerKind::Tcp => &[Refusal::BadKey, Refusal::Malformed, Refusal::TooLarge, Refusal::Unavailable],
             ListenerKind::Http => &Refusal::ALL,
             ListenerKind::SyslogTcp | ListenerKind::SyslogUdp => &[Refusal::BadKey],
+            ListenerKind::Relp => &[Refusal::BadKey, Refusal::Malformed, Refusal::Unavailable],
             ListenerKind::Admin => &[],
         }
     }
@@ -250,6 +254,8 @@ pub struct SourceMetrics {
     pub peers_refused: AtomicU64,
     /// TLS handshakes that failed or timed out (TLS listeners only).
     pub tls_handshake_failures: AtomicU64,
+    /// RELP messages stored again after a broken session (those it can tell).
+    pub resent: AtomicU64,
     /// Messages dropped because the pipeline was full (UDP sheds instead of waiting).
     pub dropped_overload: AtomicU64,
     /// Datagrams the kernel dropped on this listener's sockets (`/proc/net/udp` drops).
@@ -281,6 +287,7 @@ impl SourceMetrics {
             peers_refused: AtomicU64::new(0),
             tls_handshake_failures: AtomicU64::new(0),
             dropped_overload: AtomicU64::new(0),
+            resent: AtomicU64::new(0),
             kernel_drops: AtomicU64::new(0),
             ack_seconds: Histogram::new(histogram::STAGE_SECONDS),
         }

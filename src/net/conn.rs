@@ -12,7 +12,8 @@
 //! socket reads, the deadlines, the budget charges, the shutdown rules and the
 //! counting of cuts. After shutdown a connection reads on until its peer is
 //! quiet for [`DRAIN_QUIET`] (a client may have written data it believes
-//! delivered); past the drain deadline (`abort`) it stops at once.
+//! delivered; one that resends what was not answered stops at once); past
+//! the drain deadline (`abort`) it stops at once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +60,13 @@ pub trait Protocol {
     fn frame_rest(&self, buf: &BytesMut) -> usize {
         let _ = buf;
         0
+    }
+
+    /// Whether the peer resends whatever was not answered (RELP): then the
+    /// loop stops reading at shutdown instead of reading on until the peer
+    /// is quiet.
+    fn resends_unanswered(&self) -> bool {
+        false
     }
 
     /// Called with the bytes just read, before they are charged: a protocol
@@ -124,6 +132,9 @@ where
     let mut clock = FrameClock::new(env.timeouts);
     let mut draining = env.shutdown.is_cancelled();
     loop {
+        if draining && proto.resends_unanswered() {
+            return End::Drained;
+        }
         let (deadline, rule) = clock.deadline(account.is_trusted());
         let in_frame = proto.in_frame(buf);
         if !in_frame && !draining && account.held() >= account.limit() {

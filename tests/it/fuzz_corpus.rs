@@ -6,7 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sluice::codec::fuzz_support::{
-    batch_decoder_input, frame_decoder_input, jsonl_body_input, syslog_framer_input, syslog_parse_input,
+    batch_decoder_input, frame_decoder_input, jsonl_body_input, relp_framer_input, syslog_framer_input,
+    syslog_parse_input,
 };
 use sluice::codec::jsonl::{JsonlDecoder, Stream};
 use sluice::codec::tell::{Schema, append_items, decode_batch};
@@ -35,7 +36,7 @@ fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn all_inputs() -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
     for kind in ["corpus", "artifacts"] {
-        for target in ["frame_decoder", "batch_decoder", "jsonl_body", "syslog_framer", "syslog_parse"] {
+        for target in ["frame_decoder", "batch_decoder", "jsonl_body", "syslog_framer", "syslog_parse", "relp_framer"] {
             all.extend(inputs(kind, target));
         }
     }
@@ -49,6 +50,7 @@ fn corpora_are_not_empty() {
     assert!(!inputs("corpus", "jsonl_body").is_empty(), "fuzz/corpus/jsonl_body is empty");
     assert!(!inputs("corpus", "syslog_framer").is_empty(), "fuzz/corpus/syslog_framer is empty");
     assert!(!inputs("corpus", "syslog_parse").is_empty(), "fuzz/corpus/syslog_parse is empty");
+    assert!(!inputs("corpus", "relp_framer").is_empty(), "fuzz/corpus/relp_framer is empty");
 }
 
 #[test]
@@ -61,6 +63,7 @@ fn every_input_replays_through_both_targets_without_panicking() {
             jsonl_body_input(bytes);
             syslog_framer_input(bytes);
             syslog_parse_input(bytes);
+            relp_framer_input(bytes);
         });
         assert!(replay.is_ok(), "{} panicked", path.display());
     }

@@ -26,6 +26,7 @@ mod https;
 mod observability;
 mod private_files;
 mod query_api;
+mod relp;
 mod retention;
 mod settings;
 mod shipped_configs;

@@ -10,6 +10,7 @@
 //! datagrams (UDP) into one block per workspace (in `auth = "key"` mode a
 //! connection may carry several tenants), and turns them into batches.
 
+pub mod relp;
 pub mod tcp;
 pub mod udp;
 
@@ -22,9 +23,10 @@ use crate::codec::syslog::Zone;
 use crate::codec::syslog_scan::{KeyField, Scanner};
 use crate::config::{SyslogAuth, SyslogCommon};
 use crate::metrics::{Refusal, SourceMetrics};
-use crate::pipeline::{Batch, Closed, Permit, Pipeline};
+use crate::pipeline::{Batch, Closed, Outcome, Permit, Pipeline};
 use crate::record::{Kind, flag, tag};
 use crate::store::chunk::ChunkBuilder;
+use tokio::sync::oneshot;
 
 /// A block is handed on once it holds this many bytes, even mid-read.
 pub const FLUSH_BYTES: usize = 256 * 1024;
@@ -204,15 +206,21 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Hands the chunk on with `permit`, counting its messages as received.
-    pub fn submit(self, ctx: &SyslogContext, permit: Permit) -> Result<(), Closed> {
+    /// Hands the chunk on with `permit`, counting its messages as received;
+    /// `reply` hears the commit's outcome.
+    pub fn submit(
+        self,
+        ctx: &SyslogContext,
+        permit: Permit,
+        reply: Option<oneshot::Sender<Outcome>>,
+    ) -> Result<(), Closed> {
         ctx.metrics.events_received.fetch_add(u64::from(self.count), Ordering::Relaxed);
         let batch = Batch {
             workspace: self.workspace,
             count: self.count,
             chunk: self.chunk,
             dedup: None,
-            reply: None,
+            reply,
             permit,
             submitted: std::time::Instant::now(),
         };

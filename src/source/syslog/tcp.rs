@@ -23,11 +23,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::BytesMut;
 use tokio::io::AsyncRead;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -50,6 +52,8 @@ pub struct SyslogTcpContext {
     /// Set on a TLS listener: every connection starts with its handshake.
     pub tls: Option<Arc<Tls>>,
     pub timeouts: Timeouts,
+    /// Longest a RELP answer waits for its commit.
+    pub ack_timeout: Duration,
     /// Cancelled when connections must stop at once (the drain deadline passed).
     pub abort: CancellationToken,
 }
@@ -65,25 +69,15 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SyslogTcpContext>, shutdown: 
         let ctx = handler_ctx.clone();
         let shutdown = shutdown.clone();
         async move {
-            if !ctx.base.common.allows(peer.ip()) {
-                ctx.base.metrics.peers_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(listener = ctx.base.name, %peer, "peer not in allowed_sources; connection closed");
-            } else if let Some(tls) = ctx.tls.clone() {
-                let (name, deadline) = (ctx.base.name, ctx.timeouts.frame);
-                if let Some(stream) = tls.handshake(stream, peer, deadline, name, &ctx.base.metrics).await {
-                    let origin = match tls.client_workspace(stream.get_ref().1) {
-                        None => Origin { workspace: None, verified: tls.verifies_clients() },
-                        Some(Some(ws)) => Origin { workspace: Some(ws), verified: true },
-                        Some(None) => {
-                            ctx.base.metrics.peers_refused.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(listener = name, %peer, "client certificate maps to no workspace; connection closed");
-                            return;
+            if allowed(&ctx, peer) {
+                match ctx.tls.clone() {
+                    None => Connection::run(ctx, stream, peer, Origin::default(), shutdown).await,
+                    Some(tls) => {
+                        if let Some((stream, origin)) = handshake(&ctx, &tls, stream, peer).await {
+                            Connection::run(ctx, stream, peer, origin, shutdown).await;
                         }
-                    };
-                    Connection::run(ctx, stream, peer, origin, shutdown).await;
+                    }
                 }
-            } else {
-                Connection::run(ctx, stream, peer, Origin::default(), shutdown).await;
             }
             drop(slot);
         }
@@ -94,13 +88,45 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SyslogTcpContext>, shutdown: 
     super::log_summary(&ctx.base);
 }
 
+/// Whether `peer` may send (`allowed_sources`); a refusal is counted.
+pub(super) fn allowed(ctx: &SyslogTcpContext, peer: SocketAddr) -> bool {
+    let allowed = ctx.base.common.allows(peer.ip());
+    if !allowed {
+        ctx.base.metrics.peers_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(listener = ctx.base.name, %peer, "peer not in allowed_sources; connection closed");
+    }
+    allowed
+}
+
+/// The TLS handshake, and what the client certificate says: `None` when it
+/// failed, or when a verified certificate maps to no workspace (counted).
+pub(super) async fn handshake(
+    ctx: &SyslogTcpContext,
+    tls: &Tls,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, Origin)> {
+    let (name, deadline) = (ctx.base.name, ctx.timeouts.frame);
+    let stream = tls.handshake(stream, peer, deadline, name, &ctx.base.metrics).await?;
+    let origin = match tls.client_workspace(stream.get_ref().1) {
+        None => Origin { workspace: None, verified: tls.verifies_clients() },
+        Some(Some(ws)) => Origin { workspace: Some(ws), verified: true },
+        Some(None) => {
+            ctx.base.metrics.peers_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(listener = name, %peer, "client certificate maps to no workspace; connection closed");
+            return None;
+        }
+    };
+    Some((stream, origin))
+}
+
 /// What the TLS handshake told about the peer.
 #[derive(Debug, Default, Clone, Copy)]
-struct Origin {
+pub(super) struct Origin {
     /// The workspace its client certificate maps to (`client_workspaces`).
-    workspace: Option<u32>,
+    pub workspace: Option<u32>,
     /// It showed a certificate the client CA signed: trusted for the budget.
-    verified: bool,
+    pub verified: bool,
 }
 
 struct Connection {
@@ -211,7 +237,7 @@ impl Connection {
         }
         for pending in self.batcher.drain(&self.ctx.base) {
             let permit = account.take(deadline).await.map_err(|_| End::Cut(Cut::NoBudget))?;
-            pending.submit(&self.ctx.base, permit).map_err(|_| End::PipelineClosed)?;
+            pending.submit(&self.ctx.base, permit, None).map_err(|_| End::PipelineClosed)?;
         }
         self.batcher.compact();
         Ok(())

@@ -251,7 +251,7 @@ fn flush(ctx: &SyslogUdpContext, batcher: &mut Batcher, last_warn: &mut Option<I
     for pending in batcher.drain(&ctx.base) {
         match ctx.base.pipeline.try_reserve(pending.chunk.len()) {
             Some(permit) => {
-                if pending.submit(&ctx.base, permit).is_err() {
+                if pending.submit(&ctx.base, permit, None).is_err() {
                     return false;
                 }
             }

@@ -26,6 +26,8 @@ pub struct Daemon {
     pub syslog_udp: Option<SocketAddr>,
     /// Set when the config has `[sources.syslog_tls]`.
     pub syslog_tls: Option<SocketAddr>,
+    /// Set when the config has `[sources.relp]`.
+    pub relp: Option<SocketAddr>,
     /// Set when the config has `[admin]`.
     pub admin: Option<SocketAddr>,
     /// Set when the config has `[sources.http]`.
@@ -69,7 +71,7 @@ impl Daemon {
         let mut tcp = None;
         let mut admin = None;
         let mut http = None;
-        let (mut syslog_tcp, mut syslog_udp, mut syslog_tls) = (None, None, None);
+        let (mut syslog_tcp, mut syslog_udp, mut syslog_tls, mut relp) = (None, None, None, None);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
             match rx.recv_timeout(Duration::from_millis(100)) {
@@ -83,6 +85,7 @@ impl Daemon {
                 Ok(line) if line.contains("listening") && line.contains("listener=\"syslog_tls\"") => {
                     syslog_tls = addr_in(&line)
                 }
+                Ok(line) if line.contains("listening") && line.contains("listener=\"relp\"") => relp = addr_in(&line),
                 Ok(line) if line.contains("listening") && line.contains("listener=\"admin\"") => admin = addr_in(&line),
                 Ok(line) if line.contains("listening") && line.contains("listener=\"http\"") => http = addr_in(&line),
                 Ok(line) if line.contains("sluice is ready") => break,
@@ -96,6 +99,7 @@ impl Daemon {
             syslog_tcp,
             syslog_udp,
             syslog_tls,
+            relp,
             admin,
             http,
             data_dir: data_dir.to_path_buf(),

@@ -1,0 +1,356 @@
+//! `[sources.relp]`: RELP as rsyslog's `omrelp` speaks it. A session by
+//! hand shows the exact answers (offers, `200 OK` per message, the empty
+//! answer to `close`, the `serverclose` hint); protocol violations end the
+//! session unanswered and are counted; a message over the limit is stored
+//! cut and answered. rsyslog's `omrelp` forwards every message intact, and
+//! keeps every message through repeated SIGKILLs of the daemon.
+
+use crate::common::admin::{ApiClient, metric};
+use crate::common::{Daemon, export};
+use crate::syslog_support::rsyslog::{Rsyslog, send_octet_counted};
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const OFFERS: &str = "relp_version=0\nrelp_software=test\ncommands=syslog";
+
+fn start(dir: &Path, extra: &str) -> Daemon {
+    let d = Daemon::start(
+        &dir.join("data"),
+        &format!(
+            "[sources.relp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n{extra}\n[admin]\naddress = \"127.0.0.1:0\"\n"
+        ),
+    );
+    assert!(d.relp.is_some(), "no relp listener; log:\n{}", d.log_text());
+    d
+}
+
+fn frame(txnr: u32, command: &str, data: &str) -> String {
+    if data.is_empty() { format!("{txnr} {command} 0\n") } else { format!("{txnr} {command} {} {data}\n", data.len()) }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s
+}
+
+/// Reads until `want` bytes have come (or the peer closes).
+fn read_n(s: &mut TcpStream, want: usize) -> String {
+    let mut got = vec![0; want];
+    let mut filled = 0;
+    while filled < want {
+        match s.read(&mut got[filled..]) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => filled += n,
+        }
+    }
+    String::from_utf8_lossy(&got[..filled]).into_owned()
+}
+
+fn read_to_end(s: &mut TcpStream) -> String {
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    String::from_utf8_lossy(&rest).into_owned()
+}
+
+fn open(s: &mut TcpStream) -> String {
+    s.write_all(frame(1, "open", OFFERS).as_bytes()).unwrap();
+    let head = read_n(s, "1 rsp ".len());
+    assert_eq!(head, "1 rsp ");
+    let mut len = String::new();
+    loop {
+        let c = read_n(s, 1);
+        if c == " " {
+            break;
+        }
+        len.push_str(&c);
+    }
+    read_n(s, len.parse::<usize>().unwrap() + 1)
+}
+
+#[test]
+fn a_session_is_answered_after_the_commit_and_closed_with_the_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "");
+    let mut s = connect(d.relp.unwrap());
+    let offers = open(&mut s);
+    assert!(offers.starts_with("200 OK\nrelp_version=0\nrelp_software=sluice,"), "{offers:?}");
+    assert!(offers.ends_with("\ncommands=syslog\n"), "{offers:?}");
+
+    let messages = [
+        "<13>2026-05-01T12:00:00+00:00 host1 app: hello 1",
+        "<13>2026-05-01T12:00:00+00:00 host1 app: hello\nwith a line feed",
+    ];
+    let sent = format!("{}{}", frame(2, "syslog", messages[0]), frame(3, "syslog", messages[1]));
+    s.write_all(sent.as_bytes()).unwrap();
+    let answers = "2 rsp 6 200 OK\n3 rsp 6 200 OK\n";
+    assert_eq!(read_n(&mut s, answers.len()), answers);
+    s.write_all(frame(4, "close", "").as_bytes()).unwrap();
+    assert_eq!(read_to_end(&mut s), "4 rsp 0\n0 serverclose 0\n");
+
+    let (events, log) = crate::syslog_support::stop_and_export(d);
+    let texts: Vec<_> = events.iter().map(|e| e["message"].as_str().unwrap_or_default().to_owned()).collect();
+    assert_eq!(texts, ["hello 1", "hello\nwith a line feed"], "log:\n{log}");
+    assert!(events.iter().all(|e| e["listener"] == "relp" && e["hostname"] == "host1" && e["app_name"] == "app"));
+}
+
+#[test]
+fn violations_end_the_session_unanswered_and_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "");
+    let addr = d.relp.unwrap();
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    let violations = [
+        ("syslog before open", frame(1, "syslog", "<13>before open")),
+        ("a skipped transaction number", frame(3, "syslog", "<13>out of order")),
+        ("an unknown command", frame(2, "starttls", "")),
+        ("broken framing", "2 syslog 99999999999 x\n".to_owned()),
+        ("data longer than its length", "2 syslog 3 abcd\n".to_owned()),
+    ];
+    for (i, (what, bytes)) in violations.iter().enumerate() {
+        let mut s = connect(addr);
+        if i > 0 {
+            open(&mut s);
+        }
+        s.write_all(bytes.as_bytes()).unwrap();
+        assert_eq!(read_to_end(&mut s), "0 serverclose 0\n", "{what}");
+    }
+    let refused = metric(&api, "sluice_frames_refused_total{listener=\"relp\",reason=\"malformed\"}");
+    assert_eq!(refused, violations.len() as u64);
+    let (events, log) = crate::syslog_support::stop_and_export(d);
+    assert!(events.is_empty(), "{events:?}\n{log}");
+}
+
+#[test]
+fn a_message_over_the_limit_is_stored_cut_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "max_message_bytes = \"1KiB\"");
+    let mut s = connect(d.relp.unwrap());
+    open(&mut s);
+    let long = format!("<13>2026-05-01T12:00:00+00:00 host1 app: {}", "x".repeat(5000));
+    s.write_all(format!("{}{}", frame(2, "syslog", &long), frame(3, "syslog", "<13>after")).as_bytes()).unwrap();
+    let answers = "2 rsp 6 200 OK\n3 rsp 6 200 OK\n";
+    assert_eq!(read_n(&mut s, answers.len()), answers);
+    drop(s);
+    let (events, _) = crate::syslog_support::stop_and_export(d);
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["raw"].as_str().map(str::len), Some(1024));
+    assert_eq!(events[0]["flags"], serde_json::json!(["truncated"]));
+    assert_eq!(events[1]["raw"], "<13>after");
+}
+
+/// rsyslog forwarding through `omrelp` from a unix-socket input, retrying
+/// forever through a LinkedList queue.
+fn rsyslog_config(dir: &Path, port: u16) -> String {
+    format!(
+        "module(load=\"omrelp\")\n\
+         ruleset(name=\"fwd\") {{ action(type=\"omrelp\" target=\"127.0.0.1\" port=\"{port}\" \
+         template=\"RSYSLOG_SyslogProtocol23Format\" timeout=\"5\" conn.timeout=\"2\" \
+         queue.type=\"LinkedList\" queue.size=\"100000\" queue.timeoutShutdown=\"20000\" \
+         action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\") }}\n\
+         input(type=\"imptcp\" path=\"{d}/in.sock\" unlink=\"on\" ruleset=\"fwd\")\n",
+        d = dir.display()
+    )
+}
+
+fn messages(from: usize, to: usize) -> Vec<Vec<u8>> {
+    (from..to).map(|i| format!("<29>Oct 11 22:14:15 srchost app[123]: marker={i:05} over relp").into_bytes()).collect()
+}
+
+/// How often each marker was stored.
+fn markers(events: &[serde_json::Value]) -> BTreeMap<usize, usize> {
+    let mut out = BTreeMap::new();
+    for e in events {
+        let text = e["message"].as_str().unwrap_or_default();
+        if let Some(m) = text.strip_prefix("marker=").and_then(|t| t.get(..5)).and_then(|m| m.parse().ok()) {
+            *out.entry(m).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+/// Waits until the running daemon has received `n` RELP messages.
+fn wait_received(d: &Daemon, n: u64) -> u64 {
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = metric(&api, "sluice_events_received_total{listener=\"relp\"}");
+        if got >= n || Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn rsyslog_omrelp_forwards_every_message_with_its_fields() {
+    const N: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "");
+    let rs_dir = dir.path().join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, d.relp.unwrap().port()), std::slice::from_ref(&socket));
+    send_octet_counted(&socket, &messages(0, N));
+    assert_eq!(wait_received(&d, N as u64), N as u64, "rsyslog log:\n{}", rs.log());
+    rs.stop();
+    let (events, log) = crate::syslog_support::stop_and_export(d);
+    let seen = markers(&events);
+    assert_eq!(seen.len(), N, "log:\n{log}");
+    assert!(seen.values().all(|&n| n == 1), "no duplicates without a failure");
+    let e = &events[0];
+    assert_eq!(
+        (e["hostname"].as_str(), e["app_name"].as_str(), e["proc_id"].as_str()),
+        (Some("srchost"), Some("app"), Some("123"))
+    );
+    assert_eq!((e["facility"].as_str(), e["listener"].as_str()), (Some("daemon"), Some("relp")));
+}
+
+#[test]
+fn every_message_survives_repeated_sigkills_while_rsyslog_forwards() {
+    const N: usize = 6000;
+    const KILLS: usize = 3;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A fixed port, so rsyslog finds every incarnation of the daemon.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sections =
+        format!("[sources.relp]\naddress = \"127.0.0.1:{port}\"\nworkspace = 1\n[admin]\naddress = \"127.0.0.1:0\"\n");
+    let rs_dir = dir.path().join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, port), std::slice::from_ref(&socket));
+    let feeder = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            for chunk in 0..N / 100 {
+                send_octet_counted(&socket, &messages(chunk * 100, chunk * 100 + 100));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    for _ in 0..KILLS {
+        let d = Daemon::start(&data, &sections);
+        // Let some messages through, then kill it mid-stream.
+        let before = wait_received(&d, 500);
+        assert!(before >= 500, "log:\n{}\nrsyslog:\n{}", d.log_text(), rs.log());
+        d.kill();
+    }
+    feeder.join().unwrap();
+    let d = Daemon::start(&data, &sections);
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    // rsyslog resends what was not answered: wait until the stream is quiet.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        let got = metric(&api, "sluice_events_received_total{listener=\"relp\"}");
+        if got != last.0 {
+            last = (got, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rs.stop();
+    let log = d.log_text();
+    assert!(d.stop().success());
+    let seen = markers(&export(&data));
+    let missing: Vec<_> = (0..N).filter(|m| !seen.contains_key(m)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {N} markers missing, e.g. {:?}\nlog:\n{log}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    // Duplicates only from the window: per kill, at most what one session can have unanswered.
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert!(duplicates <= KILLS * 128, "{duplicates} duplicates after {KILLS} kills");
+}
+
+/// rsyslog forwarding `messages(from, to)` through omrelp over TLS with
+/// `module` options and `tls` action options; its log.
+fn forward_over_tls(dir: &Path, port: u16, (module, tls): (&str, &str), (from, to): (usize, usize)) -> Rsyslog {
+    let socket = dir.join("in.sock");
+    let conf = format!(
+        "module(load=\"omrelp\" {module})\n\
+         ruleset(name=\"fwd\") {{ action(type=\"omrelp\" target=\"127.0.0.1\" port=\"{port}\" tls=\"on\" {tls} \
+         template=\"RSYSLOG_SyslogProtocol23Format\" timeout=\"5\" conn.timeout=\"2\" queue.type=\"LinkedList\" \
+         queue.timeoutShutdown=\"5000\" action.resumeRetryCount=\"-1\" action.resumeInterval=\"1\") }}\n\
+         input(type=\"imptcp\" path=\"{d}/in.sock\" unlink=\"on\" ruleset=\"fwd\")\n",
+        d = dir.display()
+    );
+    let rs = Rsyslog::start(dir, &conf, std::slice::from_ref(&socket));
+    send_octet_counted(&socket, &messages(from, to));
+    rs
+}
+
+#[test]
+fn rsyslog_omrelp_over_tls_is_stored_with_the_ca_and_anonymous_gnutls_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crate::tls_support::Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let client = certs.client("rsyslog.example.com", "rsyslog.example.com");
+    let d = start(dir.path(), &certs.table());
+    let (port, api) = (d.relp.unwrap().port(), ApiClient::new(&d.admin.unwrap().to_string()));
+    let received = |api: &ApiClient| metric(api, "sluice_events_received_total{listener=\"relp\"}");
+
+    // GnuTLS (the default driver) checking the server against the CA, with a client certificate.
+    let certvalid = format!(
+        "tls.caCert=\"{}\" tls.authMode=\"certvalid\" tls.myCert=\"{}\" tls.myPrivKey=\"{}\"",
+        certs.ca.display(),
+        client.cert.display(),
+        client.key.display()
+    );
+    let rs = forward_over_tls(&dir.path().join("certvalid"), port, ("", &certvalid), (0, 100));
+    assert_eq!(wait_received(&d, 100), 100, "rsyslog log:\n{}", rs.log());
+    rs.stop();
+    // The OpenSSL driver with the CA and no certificate of its own.
+    let ca_only = format!("tls.caCert=\"{}\"", certs.ca.display());
+    let rs = forward_over_tls(&dir.path().join("openssl"), port, ("tls.tlslib=\"openssl\"", &ca_only), (100, 200));
+    assert_eq!(wait_received(&d, 200), 200, "rsyslog log:\n{}", rs.log());
+    rs.stop();
+    // GnuTLS anonymous offers only anonymous cipher suites: no handshake, nothing stored.
+    let rs = forward_over_tls(&dir.path().join("anon"), port, ("", ""), (200, 300));
+    let failures = "sluice_tls_handshake_failures_total{listener=\"relp\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&api, failures) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&api, failures) > 0, "rsyslog log:\n{}", rs.log());
+    assert_eq!(received(&api), 200);
+    drop(rs);
+
+    let (events, log) = crate::syslog_support::stop_and_export(d);
+    let seen = markers(&events);
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (0..200).collect::<Vec<_>>(), "log:\n{log}");
+}
+
+#[test]
+fn messages_resent_after_a_broken_session_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "");
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    let texts = ["<13>one", "<13>two", "<13>three"];
+    // A session that breaks after its messages were committed: no `close`.
+    let mut s = connect(d.relp.unwrap());
+    open(&mut s);
+    let sent: String = texts.iter().enumerate().map(|(i, t)| frame(i as u32 + 2, "syslog", t)).collect();
+    s.write_all(sent.as_bytes()).unwrap();
+    let answers = "2 rsp 6 200 OK\n3 rsp 6 200 OK\n4 rsp 6 200 OK\n";
+    assert_eq!(read_n(&mut s, answers.len()), answers);
+    drop(s);
+    // The sender did not see the answers: it resends them, renumbered, then goes on.
+    let mut s = connect(d.relp.unwrap());
+    open(&mut s);
+    let again: String =
+        texts.iter().chain(&["<13>four"]).enumerate().map(|(i, t)| frame(i as u32 + 2, "syslog", t)).collect();
+    s.write_all(again.as_bytes()).unwrap();
+    let answers = "2 rsp 6 200 OK\n3 rsp 6 200 OK\n4 rsp 6 200 OK\n5 rsp 6 200 OK\n";
+    assert_eq!(read_n(&mut s, answers.len()), answers);
+    s.write_all(frame(6, "close", "").as_bytes()).unwrap();
+    read_to_end(&mut s);
+    assert_eq!(metric(&api, "sluice_relp_resent_total{listener=\"relp\"}"), 3);
+    let (events, _) = crate::syslog_support::stop_and_export(d);
+    assert_eq!(events.len(), 7, "resent messages are stored: identical text is not proof");
+}
