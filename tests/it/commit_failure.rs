@@ -56,9 +56,9 @@ fn fill(seed: &mut u64) -> String {
         .collect()
 }
 
-/// Runs the daemon with files limited to `limit` bytes.
-fn start_limited(data: &Path, limit: u64) -> Daemon {
-    Daemon::start_with(data, "", |cmd| {
+/// Runs the daemon with files limited to `limit` bytes, with `extra` config.
+pub fn start_limited(data: &Path, extra: &str, limit: u64) -> Daemon {
+    Daemon::start_with(data, extra, |cmd| {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -73,7 +73,7 @@ fn start_limited(data: &Path, limit: u64) -> Daemon {
 
 /// Sets the soft file size limit of process `pid` (0: this one). The hard
 /// limit stays, so the test may lift the soft one again without privileges.
-fn set_fsize_limit(pid: libc::pid_t, soft: libc::rlim_t) -> std::io::Result<()> {
+pub fn set_fsize_limit(pid: libc::pid_t, soft: libc::rlim_t) -> std::io::Result<()> {
     let mut old = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain syscalls on valid pointers.
     let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, std::ptr::null(), &mut old) };
@@ -85,7 +85,7 @@ fn set_fsize_limit(pid: libc::pid_t, soft: libc::rlim_t) -> std::io::Result<()> 
     if rc != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
 }
 
-fn events_file_len(data: &Path) -> u64 {
+pub fn events_file_len(data: &Path) -> u64 {
     std::fs::metadata(data.join("events.redb")).expect("events.redb").len()
 }
 
@@ -119,7 +119,7 @@ async fn a_full_disk_is_refused_logged_survived_and_recovered_from() {
     assert!(Daemon::start(&data, "").stop().success());
     let limit = events_file_len(&data) + HEADROOM;
 
-    let daemon = start_limited(&data, limit);
+    let daemon = start_limited(&data, "", limit);
     let mut client = AckedClient::connect(&daemon.tcp.to_string()).await.unwrap();
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
     let (mut stored, mut refused) = (Vec::new(), Vec::new());

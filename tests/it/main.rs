@@ -13,7 +13,7 @@ mod api_docs;
 mod backup;
 mod bench_cli;
 mod cli_keys;
-mod commit_failure;
+pub(crate) mod commit_failure;
 mod crash;
 mod export_tail;
 mod format_compat;

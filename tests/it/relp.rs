@@ -173,6 +173,23 @@ fn markers(events: &[serde_json::Value]) -> BTreeMap<usize, usize> {
     out
 }
 
+/// Waits until rsyslog has forwarded what it had: the daemon received
+/// nothing for 5 s (at most 90 s).
+fn wait_quiet(d: &Daemon) {
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut last = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        let got = metric(&api, "sluice_events_received_total{listener=\"relp\"}");
+        if got != last.0 {
+            last = (got, Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(5) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Waits until the running daemon has received `n` RELP messages.
 fn wait_received(d: &Daemon, n: u64) -> u64 {
     let api = ApiClient::new(&d.admin.unwrap().to_string());
@@ -240,19 +257,7 @@ fn every_message_survives_repeated_sigkills_while_rsyslog_forwards() {
     }
     feeder.join().unwrap();
     let d = Daemon::start(&data, &sections);
-    let api = ApiClient::new(&d.admin.unwrap().to_string());
-    // rsyslog resends what was not answered: wait until the stream is quiet.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let mut last = (u64::MAX, Instant::now());
-    while Instant::now() < deadline {
-        let got = metric(&api, "sluice_events_received_total{listener=\"relp\"}");
-        if got != last.0 {
-            last = (got, Instant::now());
-        } else if last.1.elapsed() > Duration::from_secs(5) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_quiet(&d);
     rs.stop();
     let log = d.log_text();
     assert!(d.stop().success());
@@ -353,4 +358,110 @@ fn messages_resent_after_a_broken_session_are_counted() {
     assert_eq!(metric(&api, "sluice_relp_resent_total{listener=\"relp\"}"), 3);
     let (events, _) = crate::syslog_support::stop_and_export(d);
     assert_eq!(events.len(), 7, "resent messages are stored: identical text is not proof");
+}
+
+/// A message of about 1 KiB that compression cannot shrink: `marker=N fill=…`.
+fn filled(i: usize, seed: &mut u64) -> String {
+    let fill: String = (0..64)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            format!("{:016x}", *seed)
+        })
+        .collect();
+    format!("<13>2026-05-01T12:00:00+00:00 host1 app: marker={i:05} fill={fill}")
+}
+
+/// One session that sends each message and waits for its answer; the
+/// index of the first message left unanswered when the session ended.
+fn send_one_by_one(addr: SocketAddr, texts: &[(usize, String)]) -> Option<usize> {
+    use std::io::BufRead;
+    let mut s = connect(addr);
+    open(&mut s);
+    let mut lines = std::io::BufReader::new(s.try_clone().unwrap()).lines();
+    for (n, (i, text)) in texts.iter().enumerate() {
+        let txnr = n as u32 + 2;
+        if s.write_all(frame(txnr, "syslog", text).as_bytes()).is_err() {
+            return Some(*i);
+        }
+        match lines.next() {
+            Some(Ok(line)) if line == format!("{txnr} rsp 6 200 OK") => {}
+            Some(Ok(line)) => {
+                assert_eq!(line, "0 serverclose 0", "no other answer than 200 or the hint");
+                return Some(*i);
+            }
+            _ => return Some(*i),
+        }
+    }
+    None
+}
+
+#[test]
+fn a_failed_commit_closes_the_session_unanswered_and_the_resent_message_is_stored_once() {
+    use crate::commit_failure::{events_file_len, set_fsize_limit, start_limited};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sections = "[sources.relp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n";
+    assert!(Daemon::start(&data, sections).stop().success());
+    let d = start_limited(&data, sections, events_file_len(&data) + 512 * 1024);
+    let addr = d.relp.unwrap();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let texts: Vec<(usize, String)> = (0..2000).map(|i| (i, filled(i, &mut seed))).collect();
+    // Until the disk is full: the session ends without an answer for the message whose commit failed.
+    let unanswered = send_one_by_one(addr, &texts).expect("the size limit was never hit");
+    assert!(unanswered > 0, "the limit leaves room for some messages");
+    // While it stays full, the resent message is never answered either.
+    assert_eq!(send_one_by_one(addr, &texts[unanswered..unanswered + 1]), Some(unanswered));
+    // Room again: resent, it is answered, and so are the next ones.
+    set_fsize_limit(d.pid(), libc::RLIM_INFINITY).expect("lift the limit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while send_one_by_one(addr, &texts[unanswered..unanswered + 3]).is_some() {
+        assert!(Instant::now() < deadline, "ingest never resumed:\n{}", d.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = d.log_text();
+    assert!(d.stop().success());
+    let seen = markers(&export(&data));
+    for i in 0..unanswered + 3 {
+        assert_eq!(seen.get(&i), Some(&1), "message {i} stored once; log:\n{log}");
+    }
+    assert_eq!(seen.len(), unanswered + 3, "nothing else");
+}
+
+#[test]
+fn a_clean_stop_while_rsyslog_forwards_loses_nothing_and_stores_nothing_twice() {
+    const N: usize = 4000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sections =
+        format!("[sources.relp]\naddress = \"127.0.0.1:{port}\"\nworkspace = 1\n[admin]\naddress = \"127.0.0.1:0\"\n");
+    let rs_dir = dir.path().join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, port), std::slice::from_ref(&socket));
+    let mut d = Daemon::start(&data, &sections);
+    let feeder = {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            for chunk in 0..N / 100 {
+                send_octet_counted(&socket, &messages(chunk * 100, chunk * 100 + 100));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    for _ in 0..2 {
+        assert!(wait_received(&d, 500) >= 500, "log:\n{}", d.log_text());
+        assert!(d.stop().success());
+        d = Daemon::start(&data, &sections);
+    }
+    feeder.join().unwrap();
+    wait_quiet(&d);
+    rs.stop();
+    let log = d.log_text();
+    assert!(d.stop().success());
+    let seen = markers(&export(&data));
+    assert_eq!(seen.len(), N, "every message; log:\n{log}");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(m, _)| *m).collect();
+    assert!(twice.is_empty(), "a clean stop leaves nothing to resend twice: {twice:?}\nlog:\n{log}");
 }
