@@ -345,6 +345,10 @@ fn messages_resent_after_a_broken_session_are_counted() {
     let answers = "2 rsp 6 200 OK\n3 rsp 6 200 OK\n4 rsp 6 200 OK\n";
     assert_eq!(read_n(&mut s, answers.len()), answers);
     drop(s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(&api, "sluice_connections_open{listener=\"relp\"}") > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The sender did not see the answers: it resends them, renumbered, then goes on.
     let mut s = connect(d.relp.unwrap());
     open(&mut s);
@@ -464,4 +468,21 @@ fn a_clean_stop_while_rsyslog_forwards_loses_nothing_and_stores_nothing_twice() 
     assert_eq!(seen.len(), N, "every message; log:\n{log}");
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).map(|(m, _)| *m).collect();
     assert!(twice.is_empty(), "a clean stop leaves nothing to resend twice: {twice:?}\nlog:\n{log}");
+}
+
+#[test]
+fn a_second_open_mid_session_is_answered_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "");
+    let mut s = connect(d.relp.unwrap());
+    open(&mut s);
+    let sent = format!("{}{}{}", frame(2, "syslog", "<13>a"), frame(3, "open", OFFERS), frame(4, "syslog", "<13>b"));
+    s.write_all(sent.as_bytes()).unwrap();
+    let answers = read_n(&mut s, "2 rsp 6 200 OK\n3 rsp ".len());
+    assert_eq!(answers, "2 rsp 6 200 OK\n3 rsp ");
+    s.write_all(frame(5, "close", "").as_bytes()).unwrap();
+    let rest = read_to_end(&mut s);
+    assert!(rest.ends_with("\n4 rsp 6 200 OK\n5 rsp 0\n0 serverclose 0\n"), "{rest:?}");
+    let (events, _) = crate::syslog_support::stop_and_export(d);
+    assert_eq!(events.len(), 2);
 }

@@ -129,6 +129,24 @@ pub async fn serve(listener: TcpListener, ctx: Arc<SyslogTcpContext>, shutdown: 
     super::log_summary(&ctx.base);
 }
 
+/// The transaction numbers of the messages handed on together: always a
+/// run of consecutive ones (any other frame hands on what came before it),
+/// so a peer's tiny frames cost the reply queue nothing per frame.
+#[derive(Debug, Default, Clone, Copy)]
+struct Txnrs {
+    first: u32,
+    count: u32,
+}
+
+impl Txnrs {
+    fn add(&mut self, txnr: u32) {
+        if self.count == 0 {
+            self.first = txnr;
+        }
+        self.count += 1;
+    }
+}
+
 /// Where a session's answers are written: the socket, or its TLS session.
 type ReplyOut = Box<dyn AsyncWrite + Send + Unpin>;
 
@@ -136,8 +154,9 @@ type ReplyOut = Box<dyn AsyncWrite + Send + Unpin>;
 enum Reply {
     /// Written as it is.
     Ready(Vec<u8>),
-    /// `200 OK` for each of `txnrs` once every commit in `outcomes` returned.
-    Committed { txnrs: Vec<u32>, outcomes: Vec<oneshot::Receiver<Outcome>>, deadline: Instant, started: Instant },
+    /// `200 OK` for each frame of `txnrs` once every commit in `outcomes`
+    /// returned.
+    Committed { txnrs: Txnrs, outcomes: Vec<oneshot::Receiver<Outcome>>, deadline: Instant, started: Instant },
 }
 
 struct Session {
@@ -150,14 +169,16 @@ struct Session {
     expected: u32,
     opened: bool,
     /// Transaction numbers of the messages in the batcher.
-    txnrs: Vec<u32>,
+    txnrs: Txnrs,
     replies: mpsc::Sender<Reply>,
     /// The client sent `close`: nothing will be resent.
     closed: bool,
     /// Digests of the last messages stored.
     recent: VecDeque<u64>,
-    /// Digests of the last messages of this peer's previous session, if it broke.
-    suspects: Vec<u64>,
+    /// Digests of the last messages of this peer's previous session, if it
+    /// broke (taken at this session's first message).
+    suspects: Option<Vec<u64>>,
+    unanswered: Arc<Unanswered>,
 }
 
 impl Protocol for Session {
@@ -242,11 +263,12 @@ impl Session {
             trusted_throughout: trusted,
             expected: 1,
             opened: false,
-            txnrs: Vec::new(),
+            txnrs: Txnrs::default(),
             replies: tx,
             closed: false,
             recent: VecDeque::new(),
-            suspects: unanswered.take(peer.ip()),
+            suspects: None,
+            unanswered: unanswered.clone(),
         };
         let abort = session.ctx.abort.clone();
         let env = LoopEnv { timeouts: session.ctx.timeouts, shutdown: &shutdown, abort: &abort, metrics: &metrics };
@@ -279,6 +301,8 @@ impl Session {
         self.expected = relp::next_txnr(self.expected);
         match frame.command {
             Command::Open => {
+                // Answers go out in frame order: what came before is handed on first.
+                self.flush(account, deadline, started).await?;
                 let mut out = Vec::new();
                 relp::rsp(frame.txnr, relp::OPEN_OK, &mut out);
                 self.opened = true;
@@ -288,7 +312,7 @@ impl Session {
                 let pushed = self.batcher.push(&self.ctx.base, &frame.data, frame.truncated, self.peer, received_at);
                 match pushed {
                     Pushed::Stored => {
-                        self.txnrs.push(frame.txnr);
+                        self.txnrs.add(frame.txnr);
                         self.remember(&frame.data);
                         if !account.is_trusted() {
                             account.set_trusted(true);
@@ -325,13 +349,14 @@ impl Session {
     /// broken session of this peer stored the same.
     fn remember(&mut self, message: &[u8]) {
         let d = digest(message);
-        if let Some(i) = self.suspects.iter().position(|&s| s == d) {
-            self.suspects.swap_remove(i);
+        let suspects = self.suspects.get_or_insert_with(|| self.unanswered.take(self.peer.ip()));
+        if let Some(i) = suspects.iter().position(|&s| s == d) {
+            suspects.swap_remove(i);
             self.ctx.base.metrics.resent.fetch_add(1, Ordering::Relaxed);
         }
         if self.recent.len() == REMEMBERED_PER_SESSION {
             // Resent frames come first, within one window: later ones are new.
-            self.suspects.clear();
+            suspects.clear();
             self.recent.pop_front();
         }
         self.recent.push_back(d);
@@ -415,8 +440,10 @@ impl ReplyWriter {
                         tracing::warn!("a commit failed: RELP session closed without answering");
                         break;
                     }
-                    for txnr in txnrs {
+                    let mut txnr = txnrs.first;
+                    for _ in 0..txnrs.count {
                         relp::rsp(txnr, relp::SYSLOG_OK, &mut bytes);
+                        txnr = relp::next_txnr(txnr);
                     }
                     self.metrics.ack_seconds.observe_duration(started.elapsed());
                 }
