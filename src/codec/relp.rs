@@ -130,12 +130,30 @@ impl RelpDecoder {
         self.state == State::Header
     }
 
-    /// Bytes the frame begun in `buf` still needs, when its header is read.
+    /// Bytes the frame begun in `buf` still needs to be kept, when its
+    /// header is read (bytes to be skipped need no room).
     pub fn frame_rest(&self, buf: &BytesMut) -> usize {
         match &self.state {
-            State::Header => 0,
-            State::Data(h) => (h.len.min(self.max_data) + 1).saturating_sub(buf.len()),
-            State::Skipping { skip, .. } => (skip + 1).saturating_sub(buf.len()),
+            State::Data(h) if h.len > self.max_data => self.max_data.saturating_sub(buf.len()),
+            State::Data(h) => (h.len + 1).saturating_sub(buf.len()),
+            State::Header | State::Skipping { .. } => 0,
+        }
+    }
+
+    /// Bytes of DATA held outside the buffer: the kept part of a frame
+    /// whose rest is being skipped.
+    pub fn held(&self) -> usize {
+        match &self.state {
+            State::Skipping { kept, .. } => kept.len(),
+            State::Header | State::Data(_) => 0,
+        }
+    }
+
+    /// DATALEN of the frame whose header has been read, while its DATA comes.
+    pub fn data_len(&self) -> Option<usize> {
+        match &self.state {
+            State::Data(h) | State::Skipping { header: h, .. } => Some(h.len),
+            State::Header => None,
         }
     }
 }
@@ -326,7 +344,7 @@ mod tests {
         let mut buf = BytesMut::from(&b"2 syslog 10 0123"[..]);
         assert_eq!(decoder.decode(&mut buf), Ok(None));
         assert!(buf.is_empty(), "the kept part leaves the buffer");
-        assert_eq!(decoder.frame_rest(&buf), 7);
+        assert_eq!((decoder.frame_rest(&buf), decoder.held(), decoder.data_len()), (0, 4, Some(10)));
         buf.extend_from_slice(b"456789\n3 syslog 2 ok\n");
         let first = decoder.decode(&mut buf).unwrap().unwrap();
         assert_eq!((first.data.as_ref(), first.truncated), (&b"0123"[..], true));

@@ -258,6 +258,31 @@ impl Account {
         self.pending = Permit::default();
     }
 
+    /// Gives back what was charged and not handed on beyond `keep` bytes,
+    /// which a protocol still holds outside its read buffer.
+    pub fn release_pending_beyond(&mut self, keep: usize) {
+        if keep == 0 {
+            return self.release_pending();
+        }
+        let p = &mut self.pending;
+        for semaphore_permit in [&mut p.global, &mut p.untrusted] {
+            if let Some(all) = semaphore_permit
+                && all.num_permits() > keep
+            {
+                // The split-off part stays; the rest goes back as `all` drops.
+                *semaphore_permit = all.split(keep);
+            }
+        }
+        if let Some(conn) = &mut p.conn
+            && conn.bytes > keep
+        {
+            let freed = conn.bytes - keep;
+            conn.bytes = keep;
+            conn.share.held.fetch_sub(freed, Ordering::AcqRel);
+            conn.share.freed.notify_waiters();
+        }
+    }
+
     /// Everything charged so far, to travel with a batch: at least
     /// [`MIN_CHARGE`] of the global budget (topped up if need be).
     pub async fn take(&mut self, deadline: Instant) -> Result<Permit, Starved> {
@@ -295,6 +320,21 @@ mod tests {
         assert_eq!(a.held(), 30);
         drop(p);
         assert_eq!((b.held(), a.held()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn what_a_protocol_keeps_stays_charged_and_the_rest_goes_back() {
+        let b = Budget::new(1 << 20, LIMITS);
+        let mut a = Account::new(&b, false);
+        a.charge(40_000, soon(10)).await.unwrap();
+        a.release_pending_beyond(4096);
+        assert_eq!((b.held(), a.held(), b.untrusted_held()), (4096, 4096, 4096));
+        a.release_pending_beyond(8192);
+        assert_eq!(b.held(), 4096, "keeping more than is charged charges nothing");
+        let p = a.take(soon(10)).await.unwrap();
+        assert_eq!(a.held(), 4096, "the kept part travels with the batch");
+        drop(p);
+        assert_eq!((b.held(), a.held(), b.untrusted_held()), (0, 0, 0));
     }
 
     #[tokio::test]

@@ -62,6 +62,12 @@ pub trait Protocol {
         0
     }
 
+    /// Bytes of a frame in progress the protocol holds outside `buf` (the
+    /// kept part of an over-long RELP message): they stay charged.
+    fn held_outside(&self) -> usize {
+        0
+    }
+
     /// Whether the peer resends whatever was not answered (RELP): then the
     /// loop stops reading at shutdown instead of reading on until the peer
     /// is quiet.
@@ -186,8 +192,9 @@ where
             _ = env.abort.cancelled() => return End::Aborted,
         };
         if buf.is_empty() {
-            // Nothing of what was charged is still here: discarded, or handed on.
-            account.release_pending();
+            // Nothing of what was charged is still here: discarded, handed
+            // on, or held by the protocol (that much stays charged).
+            account.release_pending_beyond(proto.held_outside());
             if buf.capacity() > SHRINK_ABOVE {
                 *buf = BytesMut::with_capacity(READ_CHUNK);
             }

@@ -486,3 +486,67 @@ fn a_second_open_mid_session_is_answered_in_order() {
     let (events, _) = crate::syslog_support::stop_and_export(d);
     assert_eq!(events.len(), 2);
 }
+
+#[test]
+fn a_full_disk_while_rsyslog_forwards_closes_sessions_and_loses_nothing() {
+    use crate::commit_failure::{events_file_len, set_fsize_limit, start_limited};
+    const N: usize = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sections = "[sources.relp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n[admin]\naddress = \"127.0.0.1:0\"\n";
+    assert!(Daemon::start(&data, sections).stop().success());
+    let d = start_limited(&data, sections, events_file_len(&data) + 512 * 1024);
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    let rs_dir = dir.path().join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, d.relp.unwrap().port()), std::slice::from_ref(&socket));
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let texts: Vec<Vec<u8>> = (0..N).map(|i| filled(i, &mut seed).into_bytes()).collect();
+    send_octet_counted(&socket, &texts);
+    // The store fills up: commits fail and sessions are closed unanswered.
+    let unavailable = "sluice_frames_refused_total{listener=\"relp\",reason=\"unavailable\"}";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric(&api, unavailable) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(metric(&api, unavailable) >= 2, "no failed commits; log:\n{}", d.log_text());
+    // Room again: rsyslog's resends are committed and answered.
+    set_fsize_limit(d.pid(), libc::RLIM_INFINITY).expect("lift the limit");
+    wait_quiet(&d);
+    rs.stop();
+    let closed = metric(&api, unavailable) as usize;
+    let log = d.log_text();
+    assert!(d.stop().success());
+    let seen = markers(&export(&data));
+    let missing: Vec<_> = (0..N).filter(|m| !seen.contains_key(m)).collect();
+    assert!(missing.is_empty(), "{} missing, e.g. {:?}\nlog:\n{log}", missing.len(), &missing[..missing.len().min(10)]);
+    let duplicates: usize = seen.values().map(|n| n - 1).sum();
+    assert!(duplicates <= 128 * closed, "{duplicates} duplicates for {closed} sessions closed unanswered");
+}
+
+#[test]
+fn peers_without_open_get_the_untrusted_deadlines_and_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = start(dir.path(), "idle_timeout = \"5m\"\n[pipeline]\nframe_timeout = \"1s\"");
+    let api = ApiClient::new(&d.admin.unwrap().to_string());
+    let addr = d.relp.unwrap();
+    // Silent, and `open` never sent: cut after frame_timeout, not the 5 minute idle timeout.
+    let mut silent = connect(addr);
+    let started = Instant::now();
+    assert_eq!(read_to_end(&mut silent), "0 serverclose 0\n");
+    assert!(started.elapsed() < Duration::from_secs(10), "cut at {:?}", started.elapsed());
+    // A header announcing a gigabyte before `open`: cut at once, nothing held.
+    let mut big = connect(addr);
+    big.write_all(b"1 syslog 999999999 xxxxxxxx").unwrap();
+    assert_eq!(read_to_end(&mut big), "0 serverclose 0\n");
+    assert_eq!(metric(&api, "sluice_connections_cut_total{listener=\"relp\",reason=\"untrusted_too_large\"}"), 1);
+    assert_eq!(metric(&api, "sluice_connections_cut_total{listener=\"relp\",reason=\"idle\"}"), 1);
+    // After `open` the listener's trust applies: an honest session works.
+    let mut s = connect(addr);
+    open(&mut s);
+    s.write_all(frame(2, "syslog", "<13>honest").as_bytes()).unwrap();
+    assert_eq!(read_n(&mut s, "2 rsp 6 200 OK\n".len()), "2 rsp 6 200 OK\n");
+    drop(s);
+    let (events, _) = crate::syslog_support::stop_and_export(d);
+    assert_eq!(events.len(), 1);
+}

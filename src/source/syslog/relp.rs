@@ -6,7 +6,10 @@
 //! empty `rsp`). Transaction numbers must follow each other from 1; a gap, a
 //! frame before `open`, an unknown command or broken framing ends the
 //! session (counted as `malformed`). Messages go through the syslog
-//! [`Batcher`] like `syslog_tcp`'s, with the same auth modes.
+//! [`Batcher`] like `syslog_tcp`'s, with the same auth modes. Until `open`
+//! (and in key mode until a message with a valid key) a peer is not
+//! trusted: the untrusted idle timeout and byte share, and a frame longer
+//! than `max_untrusted_bytes` is cut at its header.
 //!
 //! The frames of one read are handed on together and answered together:
 //! the reply writer waits for the commits that hold them, then writes
@@ -189,6 +192,11 @@ impl Protocol for Session {
         loop {
             let frame = match self.decoder.decode(buf) {
                 Ok(Some(frame)) => frame,
+                // A peer not yet trusted may not begin a frame over its limit.
+                Ok(None) if !account.is_trusted() && self.decoder.data_len().is_some_and(|n| n > account.limit()) => {
+                    tracing::debug!(listener = self.ctx.base.name, peer = %self.peer, "frame over max_untrusted_bytes before open or a valid key");
+                    return Err(End::Cut(Cut::UntrustedTooLarge));
+                }
                 Ok(None) => break,
                 Err(e) => return Err(self.broken(format!("framing error: {e}"))),
             };
@@ -208,6 +216,10 @@ impl Protocol for Session {
 
     fn frame_rest(&self, buf: &BytesMut) -> usize {
         self.decoder.frame_rest(buf)
+    }
+
+    fn held_outside(&self) -> usize {
+        self.decoder.held()
     }
 
     /// The sender resends what was not answered: at shutdown, stop reading.
@@ -246,7 +258,9 @@ impl Session {
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         metrics.connections_total.fetch_add(1, Ordering::Relaxed);
         let trusted = ctx.base.common.trusts_on_sight() || origin.verified;
-        let mut account = Account::new(ctx.base.pipeline.budget(), trusted);
+        // Until `open` (or a valid key), a peer has the untrusted share and
+        // idle timeout, whatever the listener trusts.
+        let mut account = Account::new(ctx.base.pipeline.budget(), origin.verified);
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut batcher = Batcher::new(&ctx.base);
         if let Some(ws) = origin.workspace {
@@ -306,6 +320,9 @@ impl Session {
                 let mut out = Vec::new();
                 relp::rsp(frame.txnr, relp::OPEN_OK, &mut out);
                 self.opened = true;
+                if self.trusted_throughout {
+                    account.set_trusted(true);
+                }
                 self.answer(out, deadline).await
             }
             Command::Syslog if self.opened => {
@@ -437,7 +454,8 @@ impl ReplyWriter {
                     if !committed {
                         // Unanswered, the frames are resent after the sender reconnects.
                         self.metrics.refuse(Refusal::Unavailable);
-                        tracing::warn!("a commit failed: RELP session closed without answering");
+                        // The writer logs the failed commit; each session only at DEBUG.
+                        tracing::debug!("a commit failed: RELP session closed without answering");
                         break;
                     }
                     let mut txnr = txnrs.first;
