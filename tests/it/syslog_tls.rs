@@ -146,7 +146,17 @@ fn rsyslog_forwards_over_gnutls_in_anonymous_mode() {
     let (events, log) = stop_and_export(d);
     let got: Vec<String> = events.iter().filter_map(|e| e["message"].as_str().map(str::to_owned)).collect();
     let want: Vec<String> = (0..MESSAGES).map(|i| format!("via gtls seq={i:04}")).collect();
-    assert_eq!(got, want, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
+    // omfwd has no acknowledgements: after a GnuTLS error ("Function was
+    // interrupted" under load) rsyslog resends what it believes unsent, so
+    // a message may come twice. Everything arrives, in order, once first.
+    let mut first_seen: Vec<String> = Vec::new();
+    for m in &got {
+        if !first_seen.contains(m) {
+            first_seen.push(m.clone());
+        }
+    }
+    assert_eq!(first_seen, want, "rsyslog log:\n{rs_log}\nsluice log:\n{log}");
+    assert!(got.len() - want.len() <= 10 && rs_log.contains("GnuTLS error") || got.len() == want.len(), "{got:?}");
     assert!(events.iter().all(|e| e["hostname"] == "srchost" && e["protocol"] == "rfc5424"), "{:?}", events.first());
 }
 
