@@ -60,8 +60,9 @@ use crate::store::now_ms;
 /// Answers queued per session before its reader waits for the writer
 /// (librelp keeps at most 128 frames unanswered).
 const PENDING_REPLIES: usize = 256;
-/// Digests remembered of a session that broke: librelp's default window.
-const REMEMBERED_PER_SESSION: usize = 128;
+/// Digests remembered of a session that broke: the window docs/rsyslog.md
+/// recommends (librelp's default is 128).
+const REMEMBERED_PER_SESSION: usize = 1024;
 /// Client addresses remembered at once.
 const REMEMBERED_PEERS: usize = 1024;
 
