@@ -110,6 +110,7 @@ CONF
     pids+=("$spid")
     sleep 0.5
     local c0 t0 t1 c1
+    kill -0 "$rpid" 2> /dev/null || { echo "$2 did not start: $(tail -n 3 "$dir"/*.log "$dir"/recv/log 2> /dev/null)" >&2; return 1; }
     c0=$(cpu "$rpid")
     t0=$(now)
     "$LOGGEN" --inet --stream --syslog-proto --size 200 --rate 100000000 --number "$total" \

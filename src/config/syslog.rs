@@ -421,10 +421,7 @@ mod tests {
 
     #[test]
     fn relp_takes_the_syslog_tcp_keys_and_defaults_to_port_2514() {
-        let c = parse("[sources.relp]
-auth = \"key\"
-max_message_bytes = \"8KiB\"
-").unwrap();
+        let c = parse("[sources.relp]\nauth = \"key\"\nmax_message_bytes = \"8KiB\"\n").unwrap();
         let r = c.sources.relp.unwrap();
         assert_eq!((r.address.port(), r.common.auth, r.common.max_message_bytes), (2514, SyslogAuth::Key, 8192));
         assert!(r.tls.is_none());
