@@ -226,28 +226,37 @@ fn rsyslog_omrelp_forwards_every_message_with_its_fields() {
     assert_eq!((e["facility"].as_str(), e["listener"].as_str()), (Some("daemon"), Some("relp")));
 }
 
+/// A data dir and a config on a fixed port (so rsyslog finds every
+/// incarnation of the daemon), and rsyslog forwarding to it from `socket`:
+/// `(data, sections, rsyslog, socket)`.
+fn restartable(dir: &Path) -> (std::path::PathBuf, String, Rsyslog, std::path::PathBuf) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sections =
+        format!("[sources.relp]\naddress = \"127.0.0.1:{port}\"\nworkspace = 1\n[admin]\naddress = \"127.0.0.1:0\"\n");
+    let rs_dir = dir.join("rsyslog");
+    let socket = rs_dir.join("in.sock");
+    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, port), std::slice::from_ref(&socket));
+    (dir.join("data"), sections, rs, socket)
+}
+
+/// Writes markers `0..n` into rsyslog's input, 100 every 50 ms.
+fn feed(socket: &Path, n: usize) -> std::thread::JoinHandle<()> {
+    let socket = socket.to_path_buf();
+    std::thread::spawn(move || {
+        for chunk in 0..n / 100 {
+            send_octet_counted(&socket, &messages(chunk * 100, chunk * 100 + 100));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
 #[test]
 fn every_message_survives_repeated_sigkills_while_rsyslog_forwards() {
     const N: usize = 6000;
     const KILLS: usize = 3;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // A fixed port, so rsyslog finds every incarnation of the daemon.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sections =
-        format!("[sources.relp]\naddress = \"127.0.0.1:{port}\"\nworkspace = 1\n[admin]\naddress = \"127.0.0.1:0\"\n");
-    let rs_dir = dir.path().join("rsyslog");
-    let socket = rs_dir.join("in.sock");
-    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, port), std::slice::from_ref(&socket));
-    let feeder = {
-        let socket = socket.clone();
-        std::thread::spawn(move || {
-            for chunk in 0..N / 100 {
-                send_octet_counted(&socket, &messages(chunk * 100, chunk * 100 + 100));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let (data, sections, rs, socket) = restartable(dir.path());
+    let feeder = feed(&socket, N);
     for _ in 0..KILLS {
         let d = Daemon::start(&data, &sections);
         // Let some messages through, then kill it mid-stream.
@@ -437,23 +446,9 @@ fn a_failed_commit_closes_the_session_unanswered_and_the_resent_message_is_store
 fn a_clean_stop_while_rsyslog_forwards_loses_nothing_and_stores_nothing_twice() {
     const N: usize = 4000;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sections =
-        format!("[sources.relp]\naddress = \"127.0.0.1:{port}\"\nworkspace = 1\n[admin]\naddress = \"127.0.0.1:0\"\n");
-    let rs_dir = dir.path().join("rsyslog");
-    let socket = rs_dir.join("in.sock");
-    let rs = Rsyslog::start(&rs_dir, &rsyslog_config(&rs_dir, port), std::slice::from_ref(&socket));
+    let (data, sections, rs, socket) = restartable(dir.path());
     let mut d = Daemon::start(&data, &sections);
-    let feeder = {
-        let socket = socket.clone();
-        std::thread::spawn(move || {
-            for chunk in 0..N / 100 {
-                send_octet_counted(&socket, &messages(chunk * 100, chunk * 100 + 100));
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let feeder = feed(&socket, N);
     for _ in 0..2 {
         assert!(wait_received(&d, 500) >= 500, "log:\n{}", d.log_text());
         assert!(d.stop().success());
