@@ -128,7 +128,9 @@ pub fn load_tls(config: &Config) -> Result<HashMap<&'static str, Arc<Tls>>, Serv
         .tls_tables()
         .into_iter()
         .map(|(listener, section, cfg)| {
-            if !cfg.client_workspaces.is_empty() && !listener.starts_with("syslog") {
+            // Syslog messages carry no workspace of their own; the other listeners' keys do.
+            let syslog = listener.starts_with("syslog") || listener == "relp";
+            if !cfg.client_workspaces.is_empty() && !syslog {
                 return Err(ServerError::Tls { section, source: crate::net::tls::TlsError::WorkspacesNotSyslog });
             }
             match Tls::load(cfg) {

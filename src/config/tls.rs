@@ -5,7 +5,7 @@
 //! cert = "/etc/sluice/tls/server.crt"   # PEM: the certificate chain, leaf first
 //! key = "/etc/sluice/tls/server.key"    # PEM: PKCS#8, RSA (PKCS#1) or SEC1
 //! client_ca = "/etc/sluice/tls/ca.crt"  # optional: require client certificates it signed
-//! # syslog listeners with client_ca: the workspace by the client certificate's
+//! # syslog and RELP listeners with client_ca: the workspace by the client certificate's
 //! # DNS name (subjectAltName) or subject CN; other certificates are refused
 //! client_workspaces = { "web-1.example.com" = 3, "db-1.example.com" = 4 }
 //! ```

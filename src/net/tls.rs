@@ -54,7 +54,9 @@ pub enum TlsError {
     Config(String),
     #[error("client_workspaces needs client_ca: only verified client certificates can choose a workspace")]
     WorkspacesWithoutCa,
-    #[error("client_workspaces is for syslog listeners (the others take the workspace from the streaming key)")]
+    #[error(
+        "client_workspaces is for the syslog and RELP listeners (the others take the workspace from the streaming key)"
+    )]
     WorkspacesNotSyslog,
 }
 

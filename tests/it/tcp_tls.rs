@@ -82,6 +82,26 @@ fn check_config_and_start_up_refuse_a_tls_table_whose_files_do_not_load() {
 }
 
 #[test]
+fn client_workspaces_are_for_syslog_and_relp_listeners_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certs::new(&dir.path().join("tls"), "sluice test CA");
+    let table = format!(
+        "tls = {{ cert = {:?}, key = {:?}, client_ca = {:?}, client_workspaces = {{ \"web-1.example.com\" = 3 }} }}",
+        certs.cert, certs.key, certs.ca
+    );
+    let check = |section: &str| {
+        let path = dir.path().join("sluice.toml");
+        std::fs::write(&path, format!("data_dir = {:?}\n{section}\n{table}\n", dir.path().join("data"))).unwrap();
+        Command::new(crate::common::BIN).arg("check-config").arg(&path).output().unwrap()
+    };
+    let relp = check("[sources.relp]\nworkspace = 1");
+    assert!(relp.status.success(), "{}", String::from_utf8_lossy(&relp.stderr));
+    let tcp = check("[sources.tcp]\naddress = \"127.0.0.1:0\"");
+    let err = String::from_utf8_lossy(&tcp.stderr);
+    assert!(!tcp.status.success() && err.contains("[sources.tcp.tls]") && err.contains("client_workspaces"), "{err}");
+}
+
+#[test]
 fn bench_tcp_acked_runs_over_tls_with_a_ca_file() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
