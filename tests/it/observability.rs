@@ -51,6 +51,7 @@ fn all_listeners() -> String {
     let mut extra = String::from(
         "[sources.syslog_tcp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n\
          [sources.syslog_udp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n\
+         [sources.relp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n\
          [sources.http]\naddress = \"127.0.0.1:0\"\n",
     );
     extra.push_str(&admin_section(""));
@@ -65,7 +66,7 @@ fn the_dashboard_rules_and_docs_match_a_live_daemons_metrics() {
     let reply = api.get("/metrics", None).unwrap();
     assert_eq!(reply.status, 200);
     let (samples, families) = scrape(&reply.body);
-    for listener in ["tcp", "syslog_tcp", "syslog_udp", "http", "admin"] {
+    for listener in ["tcp", "syslog_tcp", "syslog_udp", "relp", "http", "admin"] {
         assert!(reply.body.contains(&format!("listener=\"{listener}\"")), "no {listener} metrics:\n{}", reply.body);
     }
 
