@@ -110,7 +110,10 @@ fn rsyslog_forwarding_in_every_framing_and_template_arrives_intact() {
 fn shipped_snippet(file: &str, port: u16, key: Option<&str>) -> String {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rsyslog").join(file);
     let text = std::fs::read_to_string(&path).expect("shipped rsyslog snippet");
-    let text = text.replace("sluice.example.net", "127.0.0.1").replace("port=\"514\"", &format!("port=\"{port}\""));
+    let text = text
+        .replace("sluice.example.net", "127.0.0.1")
+        .replace("port=\"514\"", &format!("port=\"{port}\""))
+        .replace("port=\"2514\"", &format!("port=\"{port}\""));
     match key {
         Some(k) => text.replace("00000000000000000000000000000000", k),
         None => text,
@@ -154,6 +157,19 @@ fn the_shipped_snippet_forwards_intact() {
     assert_eq!(messages, ["plain one", "with sd", "old format\nsecond line"]);
     assert_eq!(events[1]["structured_data"], serde_json::json!({"x@1": {"a": "b"}}));
     assert!(events.iter().all(|e| e["hostname"] == "srchost" && e["app_name"] == "app"));
+}
+
+#[test]
+fn the_shipped_relp_snippet_forwards_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d =
+        common::Daemon::start(&dir.path().join("data"), "[sources.relp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n");
+    let snippet = shipped_snippet("60-sluice-relp.conf", d.relp.expect("relp listening").port(), None);
+    let events = through_snippet(dir.path(), d, &snippet);
+    let messages: Vec<_> = events.iter().map(|e| e["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["plain one", "with sd", "old format\nsecond line"]);
+    assert_eq!(events[1]["structured_data"], serde_json::json!({"x@1": {"a": "b"}}));
+    assert!(events.iter().all(|e| e["listener"] == "relp" && e["hostname"] == "srchost"));
 }
 
 #[test]
