@@ -203,6 +203,24 @@ where
     }
 }
 
+/// Runs one write of answers to a peer (acks, RELP `rsp`s) with
+/// `timeout`: false if it failed, or if the peer did not read in time
+/// (counted as a `stalled_reader` cut).
+pub async fn write_within(
+    timeout: Duration,
+    metrics: &SourceMetrics,
+    write: impl Future<Output = std::io::Result<()>>,
+) -> bool {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(r) => r.is_ok(),
+        Err(_) => {
+            metrics.cut(Cut::StalledReader);
+            tracing::debug!("peer stopped reading its answers; connection cut");
+            false
+        }
+    }
+}
+
 fn cut(env: &LoopEnv<'_>, why: Cut) -> End {
     env.metrics.cut(why);
     End::Cut(why)

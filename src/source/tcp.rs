@@ -466,14 +466,7 @@ impl AckWriter {
 
     /// Runs one write; false if it failed or the peer did not read in time (counted).
     async fn timely(&self, write: impl std::future::Future<Output = std::io::Result<()>>) -> bool {
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(r) => r.is_ok(),
-            Err(_) => {
-                self.metrics.cut(Cut::StalledReader);
-                tracing::debug!("peer stopped reading its acks; connection cut");
-                false
-            }
-        }
+        crate::net::conn::write_within(self.write_timeout, &self.metrics, write).await
     }
 }
 

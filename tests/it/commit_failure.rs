@@ -45,7 +45,7 @@ fn marker_batch(key: &[u8; 16], id: u64, seed: &mut u64) -> Vec<u8> {
 }
 
 /// 1 KiB of hex from a xorshift generator.
-fn fill(seed: &mut u64) -> String {
+pub fn fill(seed: &mut u64) -> String {
     (0..64)
         .map(|_| {
             *seed ^= *seed << 13;

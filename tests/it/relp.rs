@@ -375,15 +375,7 @@ fn messages_resent_after_a_broken_session_are_counted() {
 
 /// A message of about 1 KiB that compression cannot shrink: `marker=N fill=…`.
 fn filled(i: usize, seed: &mut u64) -> String {
-    let fill: String = (0..64)
-        .map(|_| {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            format!("{:016x}", *seed)
-        })
-        .collect();
-    format!("<13>2026-05-01T12:00:00+00:00 host1 app: marker={i:05} fill={fill}")
+    format!("<13>2026-05-01T12:00:00+00:00 host1 app: marker={i:05} fill={}", crate::commit_failure::fill(seed))
 }
 
 /// One session that sends each message and waits for its answer; the

@@ -484,12 +484,6 @@ impl ReplyWriter {
 
     /// Runs one write; false if it failed or the peer did not read in time (counted).
     async fn timely(&self, write: impl std::future::Future<Output = std::io::Result<()>>) -> bool {
-        match tokio::time::timeout(self.write_timeout, write).await {
-            Ok(r) => r.is_ok(),
-            Err(_) => {
-                self.metrics.cut(Cut::StalledReader);
-                false
-            }
-        }
+        crate::net::conn::write_within(self.write_timeout, &self.metrics, write).await
     }
 }
