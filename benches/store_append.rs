@@ -56,6 +56,7 @@ fn store_append(c: &mut Criterion) {
                         count: EVENTS,
                         chunk: chunk.clone(),
                         dedup: None,
+                        relayed: None,
                         reply: Some(tx),
                         permit,
                         submitted: std::time::Instant::now(),

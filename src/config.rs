@@ -22,6 +22,8 @@ mod admin;
 pub use admin::{AdminConfig, DEFAULT_ADMIN_ADDR, JwtSecret, MIN_JWT_SECRET_LEN, ProxyNet};
 mod http;
 pub use http::{BodyLimit, CorsOrigin, DEFAULT_HTTP_ADDR, HttpSource, RateLimit, RateScope};
+mod nats;
+pub use nats::{AckMode, Encoding, ForwardConfig, NatsAuth, NatsForward, NatsSource};
 mod retention;
 pub use retention::RetentionConfig;
 mod syslog;
@@ -51,6 +53,9 @@ pub struct Config {
     /// `[retention]`: age and size limits of stored events (default: keep all).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// `[forward]`: forwarding committed events to NATS JetStream.
+    #[serde(default)]
+    pub forward: ForwardConfig,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -74,6 +79,8 @@ pub struct Sources {
     pub syslog_udp: Option<SyslogUdpSource>,
     /// `[sources.http]`: HTTP ingest (JSON lines, Tell batches).
     pub http: Option<HttpSource>,
+    /// `[sources.nats]`: events forwarded by edge nodes, from JetStream.
+    pub nats: Option<NatsSource>,
 }
 
 /// `[sources.tcp]`: the raw TCP source for Tell SDKs and acked clients.
@@ -369,10 +376,12 @@ impl Config {
                 relp: Some(SyslogTcpSource::at(relp, DEFAULT_SYSLOG_WORKSPACE)),
                 syslog_udp: Some(SyslogUdpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
                 http: Some(HttpSource::default_listener()),
+                nats: None,
             },
             pipeline: PipelineConfig::default(),
             admin: Some(AdminConfig::default_listener()),
             retention: RetentionConfig::default(),
+            forward: ForwardConfig::default(),
         }
     }
 
@@ -384,6 +393,7 @@ impl Config {
             pipeline: PipelineConfig::default(),
             admin: None,
             retention: RetentionConfig::default(),
+            forward: ForwardConfig::default(),
         }
     }
 

@@ -35,6 +35,7 @@ pub mod codec;
 pub mod config;
 pub mod control;
 pub mod export;
+pub mod forward;
 pub mod metrics;
 pub mod net;
 pub mod pipeline;

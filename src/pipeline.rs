@@ -36,6 +36,26 @@ pub struct DedupId {
     pub batch_id: u64,
 }
 
+/// Events a central node took from an edge node through NATS
+/// (`source::nats`). The writer files only those past the origin's
+/// high-water mark, and moves the mark in the same transaction.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The edge's `node_id` and its data dir's incarnation.
+    pub node: String,
+    pub incarnation: u64,
+    /// The edge's cursor when it published: its events from here up to
+    /// `first_seq` are gone (retention dropped them unforwarded).
+    pub from_seq: u64,
+    /// The first event's sequence number on the edge.
+    pub first_seq: u64,
+    /// Chunk values (v2: with their origin) and event counts, in order.
+    pub parts: Vec<(Vec<u8>, u32)>,
+    /// File it even if events before `from_seq` never arrived (after a gap
+    /// that redeliveries did not fill).
+    pub accept_gap: bool,
+}
+
 /// One unit of work for the writer: a chunk of records for one workspace.
 #[derive(Debug)]
 pub struct Batch {
@@ -46,6 +66,9 @@ pub struct Batch {
     pub chunk: Vec<u8>,
     /// Set for acked batches: the de-duplication identity.
     pub dedup: Option<DedupId>,
+    /// Set for events relayed from an edge node; `chunk` is then empty and
+    /// `count` the events of all the parts.
+    pub relayed: Option<Box<Relayed>>,
     /// Where to report the outcome, for sources that answer their clients.
     pub reply: Option<oneshot::Sender<Outcome>>,
     /// Bytes held against the budget until the batch is dropped.
@@ -129,6 +152,7 @@ mod tests {
             count: 0,
             chunk: Vec::new(),
             dedup: None,
+            relayed: None,
             reply: None,
             permit,
             submitted: std::time::Instant::now(),

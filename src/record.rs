@@ -188,6 +188,14 @@ impl BlockBuilder {
         }
     }
 
+    /// Appends one whole record as [`records`] read it from another block
+    /// (its length prefix included; see [`Records::offset`]).
+    pub fn raw(&mut self, record: &[u8]) {
+        self.abandon();
+        self.buf.extend_from_slice(record);
+        self.count += 1;
+    }
+
     /// Drops the open record, if any.
     pub fn abandon(&mut self) {
         if let Some(start) = self.open.take() {
@@ -350,6 +358,13 @@ pub struct Records<'a> {
 
 pub fn records(block: &[u8]) -> Records<'_> {
     Records { block, at: 0 }
+}
+
+impl Records<'_> {
+    /// Where the next record starts in the block.
+    pub fn offset(&self) -> usize {
+        self.at
+    }
 }
 
 impl<'a> Iterator for Records<'a> {

@@ -212,6 +212,10 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     );
     writer_config.retention = config.retention.policy();
     writer_config.max_dedup_records = p.max_dedup_records.0 as u64;
+    let forward = config.forward.nats.clone();
+    let gate = forward.as_ref().and_then(crate::forward::gate_for);
+    writer_config.gate = gate.clone();
+    writer_config.retention.hold_unforwarded = forward.is_some() && !config.forward.retention_may_drop_unforwarded;
     let writer = Writer::spawn(writer_config, rx, metrics.clone())?;
     let services = Services {
         config: Arc::new(config),
@@ -230,8 +234,22 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     let tls: Vec<_> = listeners.tls.iter().map(|(name, tls)| (*name, tls.clone())).collect();
     services.tracker.spawn(reload_tls_on_sighup(tls, services.shutdown.clone()));
     start_listeners(&services, listeners);
+    if let Some(nats) = services.config.sources.nats.clone() {
+        let (pipeline, metrics, shutdown) = (services.pipeline.clone(), services.metrics.clone(), services.shutdown.clone());
+        services.tracker.spawn(crate::source::nats::serve(nats, pipeline, metrics, shutdown));
+    }
     let housekeeping = CancellationToken::new();
     let chores = tokio::spawn(housekeep(services.clone(), housekeeping.clone()));
+    // It runs until the drain is over: answers held for JetStream need it.
+    let forwarder = forward.map(|f| {
+        let deps = crate::forward::Deps {
+            events: writer.events(),
+            cursors: writer.cursors(),
+            gate,
+            metrics: services.metrics.clone(),
+        };
+        tokio::spawn(crate::forward::run(f, deps, housekeeping.clone()))
+    });
     notify(&[sd_notify::NotifyState::Ready]);
     tracing::info!(data_dir = %services.config.data_dir.display(), keys = services.keys.len(), "sluice is ready");
 
@@ -246,6 +264,9 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     }
     housekeeping.cancel();
     let _ = chores.await;
+    if let Some(f) = forwarder {
+        let _ = f.await;
+    }
     let control = services.control.clone();
     drop(services);
     // Every pipeline sender is gone now: the writer drains and makes its final commit.

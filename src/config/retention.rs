@@ -38,7 +38,12 @@ impl Default for RetentionConfig {
 
 impl RetentionConfig {
     pub fn policy(&self) -> Policy {
-        Policy { max_age: self.max_age, max_bytes: self.max_bytes.map(|b| b.0), check_every: self.check_interval }
+        Policy {
+            max_age: self.max_age,
+            max_bytes: self.max_bytes.map(|b| b.0),
+            check_every: self.check_interval,
+            hold_unforwarded: false,
+        }
     }
 }
 

@@ -15,8 +15,9 @@ use serde_json::Value;
 use super::{CSV_ERROR, Format};
 
 /// The CSV columns, in order: the fields every event has, then the
-/// fields of events, logs, metrics and parsed syslog, then the bulky ones.
-pub const COLUMNS: [&str; 33] = [
+/// fields of events, logs, metrics and parsed syslog, then the bulky ones,
+/// then where a relayed event came from.
+pub const COLUMNS: [&str; 35] = [
     "seq",
     "workspace",
     "received_at",
@@ -50,6 +51,8 @@ pub const COLUMNS: [&str; 33] = [
     "payload",
     "raw",
     "flags",
+    "origin_node",
+    "origin_seq",
 ];
 
 /// Turns events into bytes of one format, appended to a caller's buffer
@@ -168,7 +171,7 @@ mod tests {
             .enumerate()
             .map(|(i, r)| {
                 let ev =
-                    StoredEvent { seq: i as u64, workspace: 1, listener: "tcp", chunk_peer: "p", record: r.unwrap() };
+                    StoredEvent { seq: i as u64, workspace: 1, listener: "tcp", chunk_peer: "p", origin: None, record: r.unwrap() };
                 event_json(&ev)
             })
             .collect()

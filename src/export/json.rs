@@ -10,7 +10,8 @@ use crate::record::{self, Kind, Record, flag, tag};
 use crate::store::reader::StoredEvent;
 
 /// One event as a JSON object: `seq`, `workspace`, `received_at` (ms since
-/// the epoch), `listener`, `peer`, `kind` and every decoded field under its
+/// the epoch), `listener`, `peer`, `kind`, for events relayed from an edge
+/// node `origin_node` and `origin_seq`, and every decoded field under its
 /// own name. Fields with unknown tags are left out; of a repeated field the
 /// first wins (labels are collected).
 pub fn event_json(ev: &StoredEvent<'_>) -> Value {
@@ -21,6 +22,10 @@ pub fn event_json(ev: &StoredEvent<'_>) -> Value {
     m.insert("listener".into(), ev.listener.into());
     m.insert("peer".into(), ev.peer().into_owned().into());
     m.insert("kind".into(), ev.record.kind.name().into());
+    if let Some((node, seq)) = ev.origin {
+        m.insert("origin_node".into(), node.into());
+        m.insert("origin_seq".into(), seq.into());
+    }
 
     let mut labels: Option<Map<String, Value>> = None;
     for (t, bytes) in ev.record.fields() {
@@ -233,7 +238,7 @@ mod tests {
     fn one(b: BlockBuilder) -> serde_json::Value {
         let (block, _) = b.finish();
         let record = record::records(&block).next().unwrap().unwrap();
-        let ev = StoredEvent { seq: 42, workspace: 7, listener: "tcp", chunk_peer: "1.2.3.4:5", record };
+        let ev = StoredEvent { seq: 42, workspace: 7, listener: "tcp", chunk_peer: "1.2.3.4:5", origin: None, record };
         event_json(&ev)
     }
 

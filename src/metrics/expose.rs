@@ -119,6 +119,7 @@ impl Collector for Collect {
         self.store(&mut enc)?;
         self.pipeline(&mut enc, &sources)?;
         self.admin(&mut enc)?;
+        self.nats(&mut enc)?;
         process(&mut enc)?;
         let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
         let info = [("version", env!("CARGO_PKG_VERSION")), ("profile", profile)];
@@ -289,6 +290,31 @@ impl Collect {
         let mut stages = family(enc, ACK_STAGE_SECONDS, help, MetricType::Histogram)?;
         for stage in Stage::ALL {
             histogram(&mut stages.encode_family(&[("stage", stage.label())])?, self.0.stages.get(stage))?;
+        }
+        Ok(())
+    }
+
+    fn nats(&self, enc: &mut DescriptorEncoder<'_>) -> Result {
+        let f = &self.0.forward;
+        if f.enabled.load(Ordering::Relaxed) {
+            gauge(enc, FORWARD_LAG_EVENTS, "Events committed but not yet acknowledged by JetStream.", load(&f.lag_events))?;
+            gauge(enc, FORWARD_LAG_BYTES, "Chunk bytes committed but not yet acknowledged by JetStream.", load(&f.lag_bytes))?;
+            counter(enc, FORWARD_EVENTS, "Events acknowledged by JetStream.", load(&f.events))?;
+            counter(enc, FORWARD_MESSAGES, "Messages acknowledged by JetStream.", load(&f.messages))?;
+            counter(enc, FORWARD_FAILURES, "Publishes that failed or timed out (retried).", load(&f.failures))?;
+            counter(enc, FORWARD_TOO_LARGE, "Events larger than the server's max_payload, not forwarded.", load(&f.too_large))?;
+            gauge(enc, FORWARD_HELD, "Answers waiting for JetStream (ack = \"replicated\").", load(&f.held))?;
+            let help = "Publish to PubAck, per message.";
+            histogram(&mut family(enc, FORWARD_PUBACK_SECONDS, help, MetricType::Histogram)?, &f.puback_seconds)?;
+        }
+        let r = &self.0.relay;
+        if r.enabled.load(Ordering::Relaxed) {
+            counter(enc, RELAY_MESSAGES, "Messages taken from JetStream and acknowledged.", load(&r.messages))?;
+            counter(enc, RELAY_EVENTS, "Relayed events stored.", load(&r.events))?;
+            counter(enc, RELAY_SKIPPED, "Messages whose events were stored before (redelivered, re-sent).", load(&r.skipped))?;
+            let help = "Messages of an unknown format or that do not decode (left unacknowledged).";
+            counter(enc, RELAY_UNDECODABLE, help, load(&r.undecodable))?;
+            counter(enc, RELAY_GAPS, "Messages stored although events before them never arrived.", load(&r.gaps))?;
         }
         Ok(())
     }

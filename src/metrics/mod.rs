@@ -59,6 +59,19 @@ pub const BUDGET_BYTES: &str = "sluice_inflight_budget_bytes";
 pub const DISK_FREE_BYTES: &str = "sluice_disk_free_bytes";
 pub const DISK_TOTAL_BYTES: &str = "sluice_disk_total_bytes";
 pub const RETENTION_MAX_BYTES: &str = "sluice_retention_max_bytes";
+pub const FORWARD_LAG_EVENTS: &str = "sluice_forward_lag_events";
+pub const FORWARD_LAG_BYTES: &str = "sluice_forward_lag_bytes";
+pub const FORWARD_EVENTS: &str = "sluice_forward_events_total";
+pub const FORWARD_MESSAGES: &str = "sluice_forward_messages_total";
+pub const FORWARD_FAILURES: &str = "sluice_forward_publish_failures_total";
+pub const FORWARD_TOO_LARGE: &str = "sluice_forward_events_too_large_total";
+pub const FORWARD_PUBACK_SECONDS: &str = "sluice_forward_puback_duration_seconds";
+pub const FORWARD_HELD: &str = "sluice_forward_answers_held";
+pub const RELAY_MESSAGES: &str = "sluice_relay_messages_total";
+pub const RELAY_EVENTS: &str = "sluice_relay_events_stored_total";
+pub const RELAY_SKIPPED: &str = "sluice_relay_messages_skipped_total";
+pub const RELAY_UNDECODABLE: &str = "sluice_relay_messages_undecodable_total";
+pub const RELAY_GAPS: &str = "sluice_relay_gaps_total";
 
 /// What kind of listener a name belongs to: it decides which families the
 /// listener exports (a UDP listener has no connections, a TCP one no
@@ -367,12 +380,61 @@ impl StoreMetrics {
     }
 }
 
+/// The forwarder's counters (`[forward.nats]`; exported only when it runs).
+#[derive(Debug)]
+pub struct ForwardMetrics {
+    pub enabled: std::sync::atomic::AtomicBool,
+    /// Events and chunk bytes committed but not yet acknowledged by JetStream.
+    pub lag_events: AtomicU64,
+    pub lag_bytes: AtomicU64,
+    pub events: AtomicU64,
+    pub messages: AtomicU64,
+    pub failures: AtomicU64,
+    pub too_large: AtomicU64,
+    /// Answers held for `ack = "replicated"` now.
+    pub held: AtomicU64,
+    /// Publish to PubAck, per message.
+    pub puback_seconds: Histogram,
+}
+
+impl Default for ForwardMetrics {
+    fn default() -> ForwardMetrics {
+        ForwardMetrics {
+            enabled: Default::default(),
+            lag_events: AtomicU64::new(0),
+            lag_bytes: AtomicU64::new(0),
+            events: AtomicU64::new(0),
+            messages: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            puback_seconds: Histogram::new(COMMIT_BUCKETS),
+        }
+    }
+}
+
+/// The central consumer's counters (`[sources.nats]`; exported only when it runs).
+#[derive(Debug, Default)]
+pub struct RelayMetrics {
+    pub enabled: std::sync::atomic::AtomicBool,
+    pub messages: AtomicU64,
+    pub events: AtomicU64,
+    /// Messages whose events were all stored before (redelivered or re-sent).
+    pub skipped: AtomicU64,
+    /// Messages of an unknown format or that do not decode (left for later).
+    pub undecodable: AtomicU64,
+    /// Messages stored although events before them never arrived.
+    pub gaps: AtomicU64,
+}
+
 /// Everything the daemon counts; shared by all tasks.
 #[derive(Debug, Default)]
 pub struct Metrics {
     sources: std::sync::RwLock<BTreeMap<String, Arc<SourceMetrics>>>,
     pub store: StoreMetrics,
     pub stages: Arc<AckStages>,
+    pub forward: ForwardMetrics,
+    pub relay: RelayMetrics,
     /// The data dir, set at start: its filesystem's free and total bytes are read at scrape time.
     pub data_dir: std::sync::OnceLock<std::path::PathBuf>,
     /// `[retention] max_bytes` (0: no limit), set at start.

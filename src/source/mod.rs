@@ -6,5 +6,6 @@
 #[doc(hidden)]
 pub mod fuzz_support;
 pub mod http;
+pub mod nats;
 pub mod syslog;
 pub mod tcp;

@@ -6,7 +6,13 @@
 //! ```text
 //! v1:  version:u8(=1)  codec:u8  count:u32le  min_received_ms:u64le  max_received_ms:u64le
 //!      raw_len:u32le  listener_len:u8 listener  peer_len:u8 peer  body
+//! v2:  the same with version 2 and, between peer and body,
+//!      origin_len:u8 origin_node  origin_first_seq:u64le
 //! ```
+//!
+//! v2 chunks hold events a central node took from an edge node through
+//! NATS (see `source::nats`): event `i` came from `origin_node`, where its
+//! sequence number was `origin_first_seq + i`. Edges write v1.
 //!
 //! `codec` 0 stores the record block as is, 1 LZ4-compressed (block format;
 //! written up to events format v2), 2 zstd-compressed (one frame; written
@@ -28,6 +34,8 @@ use thiserror::Error;
 use crate::record::BlockBuilder;
 
 pub const FORMAT_V1: u8 = 1;
+/// A v1 chunk with its origin (events relayed from another node).
+pub const FORMAT_V2: u8 = 2;
 /// Set in the version byte of a head row whose value continues in other
 /// rows (see `store::rows`); [`peek`] reads through it, [`decode`] wants the
 /// whole value, with it cleared.
@@ -213,12 +221,14 @@ pub struct Chunk {
     pub min_received_ms: u64,
     pub max_received_ms: u64,
     pub block: Vec<u8>,
+    /// Set on chunks relayed from another node (v2).
+    pub origin: Option<Origin>,
 }
 
 /// Reads only the fixed header: count and received-at range.
 pub fn peek(value: &[u8]) -> Result<(u32, u64, u64), ChunkError> {
     let h = value.get(..FIXED_HEADER).ok_or(ChunkError::Truncated)?;
-    if h[0] & !SPLIT != FORMAT_V1 {
+    if !matches!(h[0] & !SPLIT, FORMAT_V1 | FORMAT_V2) {
         return Err(ChunkError::UnknownVersion { version: h[0] & !SPLIT });
     }
     let u64_at = |i: usize| {
@@ -240,6 +250,14 @@ pub fn decode(value: &[u8]) -> Result<Chunk, ChunkError> {
     let mut at = FIXED_HEADER;
     let listener = take_str(value, &mut at)?;
     let peer = take_str(value, &mut at)?;
+    let origin = if value[0] == FORMAT_V2 {
+        let node = take_str(value, &mut at)?;
+        let seq = value.get(at..at + 8).ok_or(ChunkError::Truncated)?;
+        at += 8;
+        Some(Origin { node, first_seq: u64::from_le_bytes(seq.try_into().map_err(|_| ChunkError::Truncated)?) })
+    } else {
+        None
+    };
     let body = &value[at..];
     if codec != CODEC_PLAIN && raw_len > MAX_RAW_LEN {
         return Err(ChunkError::Corrupt { reason: format!("raw length {raw_len} over limit") });
@@ -252,7 +270,75 @@ pub fn decode(value: &[u8]) -> Result<Chunk, ChunkError> {
         CODEC_ZSTD => zstd_decompress(body, raw_len).map_err(|reason| ChunkError::Corrupt { reason })?,
         codec => return Err(ChunkError::UnknownCodec { codec }),
     };
-    Ok(Chunk { listener, peer, count, min_received_ms, max_received_ms, block })
+    Ok(Chunk { listener, peer, count, min_received_ms, max_received_ms, block, origin })
+}
+
+/// Where the events of a relayed chunk came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The edge node's `node_id`.
+    pub node: String,
+    /// The first event's sequence number on that node.
+    pub first_seq: u64,
+}
+
+/// The value with `origin` in its header (v2), its body as it was; `value`
+/// must be a whole v1 value (not a split head).
+pub fn with_origin(value: &[u8], origin: &Origin) -> Result<Vec<u8>, ChunkError> {
+    peek(value)?;
+    if value[0] != FORMAT_V1 {
+        return Err(ChunkError::UnknownVersion { version: value[0] });
+    }
+    let mut at = FIXED_HEADER;
+    for _ in 0..2 {
+        let len = *value.get(at).ok_or(ChunkError::Truncated)? as usize;
+        at += 1 + len;
+    }
+    let body = value.get(at..).ok_or(ChunkError::Truncated)?;
+    let node = clip(&origin.node);
+    let mut out = Vec::with_capacity(value.len() + 9 + node.len());
+    out.extend_from_slice(&value[..at]);
+    out[0] = FORMAT_V2;
+    out.push(node.len() as u8);
+    out.extend_from_slice(node);
+    out.extend_from_slice(&origin.first_seq.to_le_bytes());
+    out.extend_from_slice(body);
+    Ok(out)
+}
+
+/// Events `from..to` (indexes into the chunk) as a chunk of their own, with
+/// the same listener, peer and origin (its first sequence moved on by
+/// `from`); `to` is capped at the count. Returns the value and its count.
+pub fn slice(value: &[u8], from: u32, to: u32) -> Result<(Vec<u8>, u32), ChunkError> {
+    let chunk = decode(value)?;
+    let corrupt = |e: crate::record::RecordError| ChunkError::Corrupt { reason: e.to_string() };
+    let mut block = crate::record::BlockBuilder::with_capacity(chunk.block.len());
+    let (mut min, mut max) = (u64::MAX, 0);
+    let mut records = crate::record::records(&chunk.block);
+    for i in 0..to {
+        let start = records.offset();
+        let Some(rec) = records.next() else { break };
+        let rec = rec.map_err(corrupt)?;
+        if i >= from {
+            block.raw(&chunk.block[start..records.offset()]);
+            min = min.min(rec.received_at_ms);
+            max = max.max(rec.received_at_ms);
+        }
+    }
+    let count = block.count();
+    let meta = ChunkMeta {
+        listener: &chunk.listener,
+        peer: &chunk.peer,
+        count,
+        min_received_ms: min.min(max),
+        max_received_ms: max,
+    };
+    let mut out = encode(&meta, block.finished());
+    if let Some(o) = chunk.origin {
+        let origin = Origin { node: o.node, first_seq: o.first_seq + u64::from(from) };
+        out = with_origin(&out, &origin)?;
+    }
+    Ok((out, count))
 }
 
 fn take_str(value: &[u8], at: &mut usize) -> Result<String, ChunkError> {
@@ -311,8 +397,37 @@ mod tests {
             let _ = decode(&value[..cut]);
         }
         let mut newer = value.clone();
-        newer[0] = 2;
-        assert_eq!(decode(&newer).unwrap_err(), ChunkError::UnknownVersion { version: 2 });
+        newer[0] = 3;
+        assert_eq!(decode(&newer).unwrap_err(), ChunkError::UnknownVersion { version: 3 });
+    }
+
+    #[test]
+    fn an_origin_travels_in_the_header_and_slices_keep_it_numbered() {
+        let mut b = ChunkBuilder::with_capacity(64);
+        for i in 0..5u64 {
+            let block = b.records(100 + i);
+            block.begin(crate::record::Kind::Log, 100 + i);
+            block.str(crate::record::tag::SERVICE, &format!("e{i}"));
+            block.end();
+        }
+        let (value, _) = b.seal("relp", "10.0.0.1:1");
+        let origin = Origin { node: "edge-1".into(), first_seq: 40 };
+        let relayed = with_origin(&value, &origin).unwrap();
+        let c = decode(&relayed).unwrap();
+        assert_eq!((c.origin.as_ref(), c.count, c.listener.as_str()), (Some(&origin), 5, "relp"));
+        assert_eq!(c.block, decode(&value).unwrap().block, "the body is untouched");
+        assert!(with_origin(&relayed, &origin).is_err(), "only v1 values get an origin");
+
+        let (middle, n) = slice(&relayed, 1, 3).unwrap();
+        let m = decode(&middle).unwrap();
+        assert_eq!((n, m.count, m.min_received_ms, m.max_received_ms), (2, 2, 101, 102));
+        assert_eq!(m.origin, Some(Origin { node: "edge-1".into(), first_seq: 41 }));
+        let names: Vec<_> = crate::record::records(&m.block)
+            .map(|r| String::from_utf8(r.unwrap().get(crate::record::tag::SERVICE).unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(names, ["e1", "e2"]);
+        let (tail, n) = slice(&value, 3, 99).unwrap();
+        assert_eq!((n, decode(&tail).unwrap().origin), (2, None));
     }
 
     #[test]

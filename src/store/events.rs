@@ -7,10 +7,19 @@
 //! | `seq`          | workspace u32                         | next sequence number           |
 //! | `dedup`        | (workspace, producer u128, batch u64) | (first_seq, count, committed_ms)|
 //! | `dedup_expiry` | (committed_ms, workspace, producer, batch) | ()                        |
-//! | `meta`         | name                                  | u64 (`format_version`, `chunk_bytes`) |
+//! | `meta`         | name                                  | u64 (`format_version`, `chunk_bytes`, `incarnation`) |
+//! | `forward_cursor` | workspace u32                       | next sequence number to forward to NATS |
+//! | `origins`      | (node &str, incarnation u64, workspace u32) | (next origin seq, updated_ms) |
 //!
 //! `chunk_bytes` is the sum of the chunk values (heads and tails), updated in the same
 //! transactions that add and delete chunks (retention reads it).
+//!
+//! `incarnation` is a random number made with the database: sequence
+//! numbers restart when a data dir is wiped, and the incarnation tells the
+//! two lives apart (forwarded messages carry it). `forward_cursor` is the
+//! forwarder's progress, `origins` the central consumer's high-water marks
+//! of what it took from each edge node (both written by the writer thread,
+//! in the transactions that need them).
 //!
 //! Keys sort by workspace then sequence, so reading a workspace from a
 //! sequence on is a range scan. Sequence numbers start at 1 and are never
@@ -28,19 +37,24 @@ pub(crate) const SEQ: TableDefinition<u32, u64> = TableDefinition::new("seq");
 pub(crate) const DEDUP: TableDefinition<(u32, u128, u64), (u64, u32, u64)> = TableDefinition::new("dedup");
 pub(crate) const DEDUP_EXPIRY: TableDefinition<(u64, u32, u128, u64), ()> = TableDefinition::new("dedup_expiry");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const FORWARD_CURSOR: TableDefinition<u32, u64> = TableDefinition::new("forward_cursor");
+pub(crate) const ORIGINS: TableDefinition<(&str, u64, u32), (u64, u64)> = TableDefinition::new("origins");
 
 /// Every table of events.redb, for [`super::backup`] (which refuses a
 /// database holding a table not listed here).
 pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] =
-    &[&META, &CHUNKS, &CHUNK_TAILS, &SEQ, &DEDUP, &DEDUP_EXPIRY];
+    &[&META, &CHUNKS, &CHUNK_TAILS, &SEQ, &DEDUP, &DEDUP_EXPIRY, &FORWARD_CURSOR, &ORIGINS];
 
 /// The on-disk format this build writes. Older formats are migrated on open;
 /// newer ones are refused. v2 added `meta.chunk_bytes` (v1 files get it by
 /// one scan of their chunks); v3 writes zstd chunks (codec 2) and cuts long
 /// values into page-sized rows (`chunk_tails`), neither of which a v2 build
-/// can read; the LZ4 chunks of older files stay readable as they are.
-pub const FORMAT_VERSION: u64 = 3;
+/// can read; the LZ4 chunks of older files stay readable as they are; v4
+/// adds the incarnation, `forward_cursor`, `origins` and v2 chunks (with
+/// their origin), which older builds cannot read.
+pub const FORMAT_VERSION: u64 = 4;
 const FORMAT_KEY: &str = "format_version";
+const INCARNATION_KEY: &str = "incarnation";
 pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";
 
 /// Opens (creating if needed) the events database and checks its format.
@@ -83,6 +97,13 @@ fn init(db: &Database, path: &Path) -> Result<(), StoreError> {
         tx.open_table(SEQ).map_err(|e| StoreError::redb(path, e))?;
         tx.open_table(DEDUP).map_err(|e| StoreError::redb(path, e))?;
         tx.open_table(DEDUP_EXPIRY).map_err(|e| StoreError::redb(path, e))?;
+        tx.open_table(FORWARD_CURSOR).map_err(|e| StoreError::redb(path, e))?;
+        tx.open_table(ORIGINS).map_err(|e| StoreError::redb(path, e))?;
+        if meta.get(INCARNATION_KEY).map_err(|e| StoreError::redb(path, e))?.is_none() {
+            // Never 0, so a header can always tell "none" from a value.
+            let incarnation = rand::random::<u64>().max(1);
+            meta.insert(INCARNATION_KEY, incarnation).map_err(|e| StoreError::redb(path, e))?;
+        }
     }
     tx.commit().map_err(|e| StoreError::redb(path, e))?;
     Ok(())
@@ -105,10 +126,32 @@ pub(crate) fn stored_bytes(db: &Database, path: &Path) -> Result<u64, StoreError
     Ok(meta.get(CHUNK_BYTES_KEY).map_err(|e| StoreError::redb(path, e))?.map_or(0, |v| v.value()))
 }
 
+/// This data dir's incarnation (see the module docs).
+pub(crate) fn incarnation(db: &Database, path: &Path) -> Result<u64, StoreError> {
+    let tx = db.begin_read().map_err(|e| StoreError::redb(path, e))?;
+    let meta = tx.open_table(META).map_err(|e| StoreError::redb(path, e))?;
+    let found = meta.get(INCARNATION_KEY).map_err(|e| StoreError::redb(path, e))?.map(|v| v.value());
+    found.ok_or_else(|| StoreError::Invalid { reason: format!("{}: no incarnation in meta", path.display()) })
+}
+
+/// The forwarder's cursor of every workspace that has one, as committed.
+pub(crate) fn forward_cursors(db: &Database, path: &Path) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
+    load_workspace_map(db, path, FORWARD_CURSOR)
+}
+
 /// The next sequence number of every workspace, as committed.
 pub(crate) fn load_next_seqs(db: &Database, path: &Path) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
+    load_workspace_map(db, path, SEQ)
+}
+
+/// A whole table keyed by workspace, as committed.
+fn load_workspace_map(
+    db: &Database,
+    path: &Path,
+    def: TableDefinition<u32, u64>,
+) -> Result<std::collections::HashMap<u32, u64>, StoreError> {
     let tx = db.begin_read().map_err(|e| StoreError::redb(path, e))?;
-    let table = tx.open_table(SEQ).map_err(|e| StoreError::redb(path, e))?;
+    let table = tx.open_table(def).map_err(|e| StoreError::redb(path, e))?;
     let mut out = std::collections::HashMap::new();
     for row in table.iter().map_err(|e| StoreError::redb(path, e))? {
         let (k, v) = row.map_err(|e| StoreError::redb(path, e))?;

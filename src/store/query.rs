@@ -56,6 +56,16 @@ pub struct Committed {
     pub workspace: u32,
     pub first_seq: u64,
     pub count: u32,
+    /// The chunk bytes stored.
+    pub bytes: u64,
+}
+
+/// See [`EventsHandle::forward_state`].
+#[derive(Debug, Clone, Default)]
+pub struct ForwardState {
+    pub incarnation: u64,
+    pub cursors: std::collections::HashMap<u32, u64>,
+    pub next_seqs: std::collections::HashMap<u32, u64>,
 }
 
 /// A shared read handle on `events.redb`, kept current by the writer (which
@@ -103,6 +113,17 @@ impl EventsHandle {
     fn get(&self) -> Result<Arc<Database>, StoreError> {
         let db = self.slot.read().unwrap_or_else(|e| e.into_inner()).clone();
         db.ok_or_else(|| StoreError::storage(&self.path, Op::Begin, Cause::Closed))
+    }
+
+    /// What the forwarder starts from: the incarnation, its cursors and
+    /// every workspace's next sequence number, as committed.
+    pub fn forward_state(&self) -> Result<ForwardState, StoreError> {
+        let db = self.get()?;
+        Ok(ForwardState {
+            incarnation: events::incarnation(&db, &self.path)?,
+            cursors: events::forward_cursors(&db, &self.path)?,
+            next_seqs: events::load_next_seqs(&db, &self.path)?,
+        })
     }
 
     /// Path of the database file.
@@ -178,6 +199,26 @@ impl Snapshot {
         };
         done.map_err(|e| StoreError::redb(&self.path, e))?;
         Ok(scan.stats)
+    }
+
+    /// Whole chunk values of `ws` in order, from the chunk holding `seq`
+    /// (or the first after it) on, until at least `max_bytes` are read.
+    pub fn chunk_values(&self, ws: u32, seq: u64, max_bytes: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let err = |e: redb::StorageError| StoreError::redb(&self.path, e);
+        let start = holding(&self.table, ws, seq).map_err(|e| StoreError::redb(&self.path, e))?.unwrap_or(seq);
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for row in self.table.range((ws, start)..=(ws, u64::MAX)).map_err(err)? {
+            let (k, v) = row.map_err(err)?;
+            let first_seq = k.value().1;
+            let value = rows::join(&self.tails, (ws, first_seq), v.value()).map_err(err)?.into_owned();
+            bytes += value.len();
+            out.push((first_seq, value));
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
     }
 
     /// The workspaces that have any stored event, in id order.
@@ -482,6 +523,7 @@ impl<S: Sink> Scan<'_, S> {
                 workspace: self.q.workspace,
                 listener: &decoded.listener,
                 chunk_peer: &decoded.peer,
+                origin: decoded.origin.as_ref().map(|o| (o.node.as_str(), o.first_seq.saturating_add(i as u64))),
                 record,
             };
             if self.matches(&ev) && !self.sink.event(&ev) {

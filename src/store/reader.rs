@@ -14,6 +14,9 @@ pub struct StoredEvent<'a> {
     /// The connection's peer address (a record's own `PEER` field, when
     /// present, overrides it; see [`StoredEvent::peer`]).
     pub chunk_peer: &'a str,
+    /// For events relayed from an edge node: its `node_id` and the event's
+    /// sequence number there.
+    pub origin: Option<(&'a str, u64)>,
     pub record: Record<'a>,
 }
 

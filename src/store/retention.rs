@@ -15,6 +15,11 @@
 //! the file stops growing once ingest and retention balance; it does not
 //! shrink.
 //!
+//! While forwarding runs (and `[forward] retention_may_drop_unforwarded` is
+//! not set), a chunk is never deleted before the forwarder's cursor has
+//! passed it: the store then grows past its limits until NATS takes the
+//! backlog, and a full disk refuses ingest as always.
+//!
 //! The stored size is the sum of the chunk rows' values (compressed), kept
 //! in the `meta` table under [`CHUNK_BYTES_KEY`] in the same transactions
 //! that add and delete chunks, so it never needs a scan. The file is larger
@@ -27,7 +32,7 @@ use std::time::{Duration, Instant};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::chunk;
-use super::events::{CHUNK_BYTES_KEY, META, SEQ};
+use super::events::{CHUNK_BYTES_KEY, FORWARD_CURSOR, META, SEQ};
 use super::rows::ChunkRows;
 
 /// Most chunks deleted in one transaction.
@@ -43,6 +48,8 @@ pub struct Policy {
     /// How often the age limit is looked at (the size limit is also looked
     /// at after every commit that takes the store over it).
     pub check_every: Duration,
+    /// Keep chunks the forwarder has not passed yet.
+    pub hold_unforwarded: bool,
 }
 
 impl Policy {
@@ -112,11 +119,23 @@ pub fn trim(tx: &WriteTransaction, policy: &Policy, now_ms: u64, stored_bytes: u
         let seq = tx.open_table(SEQ)?;
         seq.iter()?.map(|r| r.map(|(k, _)| k.value())).collect::<Result<_, _>>()?
     };
+    let held = if policy.hold_unforwarded {
+        let cursors = tx.open_table(FORWARD_CURSOR)?;
+        let rows: Vec<(u32, u64)> =
+            cursors.iter()?.map(|r| r.map(|(k, v)| (k.value(), v.value()))).collect::<Result<_, _>>()?;
+        Some(rows.into_iter().collect::<std::collections::HashMap<_, _>>())
+    } else {
+        None
+    };
+    // Whether the forwarder has yet to pass this chunk.
+    let unforwarded = |ws: u32, f: &First| {
+        held.as_ref().is_some_and(|c| f.seq.saturating_add(u64::from(f.count)) > c.get(&ws).copied().unwrap_or(1))
+    };
     let mut chunks = ChunkRows::open(tx)?;
     if let Some(age) = policy.max_age {
         let cutoff = now_ms.saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
         for &ws in &workspaces {
-            trim_by_age(&mut chunks, ws, cutoff, &mut out)?;
+            trim_by_age(&mut chunks, ws, cutoff, &unforwarded, &mut out)?;
             if out.more {
                 break;
             }
@@ -126,7 +145,8 @@ pub fn trim(tx: &WriteTransaction, policy: &Policy, now_ms: u64, stored_bytes: u
     if let Some(max) = policy.max_bytes
         && !out.more
     {
-        trim_by_size(&mut chunks, &workspaces, stored_bytes.saturating_sub(out.bytes).saturating_sub(max), &mut out)?;
+        let excess = stored_bytes.saturating_sub(out.bytes).saturating_sub(max);
+        trim_by_size(&mut chunks, &workspaces, excess, &unforwarded, &mut out)?;
     }
     if out.chunks > 0 {
         tx.open_table(META)?.insert(CHUNK_BYTES_KEY, stored_bytes.saturating_sub(out.bytes))?;
@@ -162,9 +182,18 @@ fn delete(chunks: &mut ChunkRows<'_>, ws: u32, first: &First, out: &mut Trimmed)
     Ok(!out.more)
 }
 
-fn trim_by_age(chunks: &mut ChunkRows<'_>, ws: u32, cutoff: u64, out: &mut Trimmed) -> Result<(), redb::Error> {
+/// Tells chunks that must stay (not forwarded yet).
+type Keep<'a> = dyn Fn(u32, &First) -> bool + 'a;
+
+fn trim_by_age(
+    chunks: &mut ChunkRows<'_>,
+    ws: u32,
+    cutoff: u64,
+    keep: &Keep<'_>,
+    out: &mut Trimmed,
+) -> Result<(), redb::Error> {
     while let Some(first) = first_chunk(chunks, ws)? {
-        if first.max_ms >= cutoff || !delete(chunks, ws, &first, out)? {
+        if first.max_ms >= cutoff || keep(ws, &first) || !delete(chunks, ws, &first, out)? {
             break;
         }
     }
@@ -176,6 +205,7 @@ fn trim_by_size(
     chunks: &mut ChunkRows<'_>,
     workspaces: &[u32],
     excess: u64,
+    keep: &Keep<'_>,
     out: &mut Trimmed,
 ) -> Result<(), redb::Error> {
     let mut freed = 0;
@@ -188,6 +218,9 @@ fn trim_by_size(
     while freed < excess {
         let Some(Reverse((_, ws))) = oldest.pop() else { break };
         let Some(first) = first_chunk(chunks, ws)? else { continue };
+        if keep(ws, &first) {
+            continue;
+        }
         freed += first.bytes;
         if !delete(chunks, ws, &first, out)? {
             break;
@@ -261,7 +294,12 @@ mod tests {
     }
 
     fn policy(max_age: Option<u64>, max_bytes: Option<u64>) -> Policy {
-        Policy { max_age: max_age.map(Duration::from_millis), max_bytes, check_every: Duration::from_secs(1) }
+        Policy {
+            max_age: max_age.map(Duration::from_millis),
+            max_bytes,
+            check_every: Duration::from_secs(1),
+            hold_unforwarded: false,
+        }
     }
 
     #[test]

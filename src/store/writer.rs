@@ -15,6 +15,12 @@
 //! transaction when due, so a backlog of expired data alternates with
 //! ingest instead of holding it up.
 //!
+//! The forwarder's cursors ([`Cursors`]) ride along with the next group
+//! (or get a transaction of their own when no batch comes), and relayed
+//! batches (`pipeline::Relayed`) move their origin's high-water mark in the
+//! transaction that stores them. With `ack = "replicated"` the answers of
+//! committed batches go to the forwarder's [`Gate`] instead of the client.
+//!
 //! When a commit fails (disk full, I/O error), nothing in it is reported
 //! stored: every batch gets `Unavailable` and the database is closed (redb
 //! refuses further use after an I/O error). Until the next attempt is due,
@@ -26,21 +32,22 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata};
 
 use super::StoreError;
-use super::events::{self, CHUNK_BYTES_KEY, DEDUP, DEDUP_EXPIRY, META, SEQ};
+use super::events::{self, CHUNK_BYTES_KEY, DEDUP, DEDUP_EXPIRY, FORWARD_CURSOR, META, ORIGINS, SEQ};
 use super::query::{Committed, EventsHandle};
 use super::retention::{self, Policy, Schedule};
 use super::rows::ChunkRows;
+use crate::forward::Gate;
 use crate::metrics::{Metrics, Stage};
-use crate::pipeline::{Batch, Outcome};
+use crate::pipeline::{Batch, Outcome, Relayed};
 
 /// Most expired de-duplication records removed per commit.
 const EXPIRE_PER_COMMIT: usize = 1024;
@@ -49,6 +56,9 @@ const EXPIRE_PER_COMMIT: usize = 1024;
 pub const DEDUP_RECORD_BYTES: u64 = 128;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Most origins (edge node, incarnation, workspace) whose high-water marks
+/// are kept; past it the one not heard from for longest is forgotten.
+pub const MAX_ORIGINS: u64 = 65_536;
 
 /// Opens the events database; called again after a failed commit.
 pub type Opener = Box<dyn FnMut() -> Result<Database, StoreError> + Send>;
@@ -64,6 +74,8 @@ pub struct WriterConfig {
     pub max_dedup_records: u64,
     pub max_commit_bytes: usize,
     pub retention: Policy,
+    /// With `ack = "replicated"`: where answers wait for JetStream.
+    pub gate: Option<Arc<Gate>>,
 }
 
 impl WriterConfig {
@@ -77,6 +89,7 @@ impl WriterConfig {
             max_dedup_records: u64::MAX,
             max_commit_bytes,
             retention: Policy::default(),
+            gate: None,
         }
     }
 }
@@ -85,6 +98,40 @@ impl WriterConfig {
 pub struct Writer {
     thread: JoinHandle<()>,
     events: EventsHandle,
+    cursors: Cursors,
+}
+
+/// Where the forwarder reports its progress: the latest cursor per
+/// workspace, committed by the writer with its next transaction. Never
+/// blocks; reports between two commits are merged (the highest wins).
+#[derive(Debug, Clone)]
+pub struct Cursors {
+    pending: Arc<Mutex<HashMap<u32, u64>>>,
+    wake: crossbeam_channel::Sender<()>,
+}
+
+impl Cursors {
+    /// Events of `workspace` before `next` are in JetStream.
+    pub fn advance(&self, workspace: u32, next: u64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let at = pending.entry(workspace).or_insert(next);
+        *at = (*at).max(next);
+        drop(pending);
+        let _ = self.wake.try_send(());
+    }
+
+    fn take(&self) -> HashMap<u32, u64> {
+        std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Puts back what a failed commit did not write (unless newer came since).
+    fn restore(&self, cursors: HashMap<u32, u64>) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for (ws, next) in cursors {
+            let at = pending.entry(ws).or_insert(next);
+            *at = (*at).max(next);
+        }
+    }
 }
 
 impl Writer {
@@ -103,6 +150,8 @@ impl Writer {
         let events = EventsHandle::new(config.path.clone());
         events.set(Some(db.clone()));
         let shared = events.clone();
+        let (wake, woken) = crossbeam_channel::bounded(1);
+        let cursors = Cursors { pending: Arc::new(Mutex::new(HashMap::new())), wake };
         let state = State {
             config,
             db: Some(db),
@@ -114,12 +163,19 @@ impl Writer {
             metrics,
             failing_since: None,
             retry,
+            cursors: cursors.clone(),
+            woken,
         };
         let thread = std::thread::Builder::new()
             .name("sluice-writer".into())
             .spawn(move || state.run(rx))
             .map_err(|e| StoreError::Invalid { reason: format!("cannot start writer thread: {e}") })?;
-        Ok(Writer { thread, events })
+        Ok(Writer { thread, events, cursors })
+    }
+
+    /// Where the forwarder reports its cursors.
+    pub fn cursors(&self) -> Cursors {
+        self.cursors.clone()
     }
 
     /// A read handle on the database this writer owns, for queries.
@@ -150,6 +206,9 @@ struct State {
     metrics: Arc<Metrics>,
     failing_since: Option<Instant>,
     retry: Retry,
+    cursors: Cursors,
+    /// Signalled when cursors are pending.
+    woken: Receiver<()>,
 }
 
 impl Drop for State {
@@ -177,15 +236,19 @@ impl State {
                     continue;
                 }
             }
-            let first = match self.retention.wait(Instant::now()) {
-                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                Some(wait) => rx.recv_timeout(wait),
+            // Nothing to wait for but batches and cursors: a day is "forever".
+            let wait = self.retention.wait(Instant::now()).unwrap_or(Duration::from_secs(86_400));
+            let first = crossbeam_channel::select! {
+                recv(rx) -> first => first.map(Some).map_err(|_| RecvTimeoutError::Disconnected),
+                recv(self.woken) -> _ => Ok(None),
+                default(wait) => Err(RecvTimeoutError::Timeout),
             };
             match first {
-                Ok(first) => {
+                Ok(Some(first)) => {
                     let group = self.gather(&rx, first);
                     self.commit_group(group);
                 }
+                Ok(None) => self.commit_group(Vec::new()),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
@@ -310,13 +373,18 @@ impl State {
             self.refuse(group);
             return;
         };
+        let cursors = self.cursors.take();
+        if group.is_empty() && cursors.is_empty() {
+            return;
+        }
         let counters = Counters {
             next_seq: &self.next_seq,
             stored_bytes: self.stored_bytes,
             dedup: &self.dedup,
             max_dedup: self.config.max_dedup_records,
         };
-        match write_group(db, &group, counters, self.config.dedup_window) {
+        match write_group(db, &group, &cursors, counters, self.config.dedup_window) {
+            Ok(done) if group.is_empty() => self.committed(group, done),
             Ok(done) => {
                 let bytes = group.iter().map(|b| b.chunk.len()).sum();
                 self.metrics.store.observe_commit(started.elapsed(), group.len(), bytes);
@@ -324,7 +392,10 @@ impl State {
                 self.metrics.stages.observe(Stage::Commit, done.commit);
                 self.committed(group, done);
             }
-            Err(e) => self.commit_failed(group, e),
+            Err(e) => {
+                self.cursors.restore(cursors);
+                self.commit_failed(group, e);
+            }
         }
     }
 
@@ -346,7 +417,11 @@ impl State {
                 Outcome::Stored { count, first_seq } => {
                     stored += u64::from(count);
                     if count > 0 {
-                        self.shared.publish(Committed { workspace: batch.workspace, first_seq, count });
+                        let bytes = match &batch.relayed {
+                            Some(r) => r.parts.iter().map(|(v, _)| v.len() as u64).sum(),
+                            None => batch.chunk.len() as u64,
+                        };
+                        self.shared.publish(Committed { workspace: batch.workspace, first_seq, count, bytes });
                     }
                     store.chunk_bytes_stored.fetch_add(batch.chunk.len() as u64, Ordering::Relaxed);
                 }
@@ -355,7 +430,13 @@ impl State {
                 }
                 Outcome::Unavailable => {}
             }
-            batch.complete(outcome);
+            match (&self.config.gate, batch.reply.take()) {
+                (Some(gate), Some(reply)) => gate.hold(batch.workspace, outcome, reply),
+                (None, Some(reply)) => {
+                    let _ = reply.send(outcome);
+                }
+                (_, None) => {}
+            }
         }
         store.events_stored.fetch_add(stored, Ordering::Relaxed);
         if let Some(since) = self.failing_since.take() {
@@ -406,7 +487,13 @@ struct Counters<'a> {
     max_dedup: u64,
 }
 
-fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: Duration) -> Result<Done, redb::Error> {
+fn write_group(
+    db: &Database,
+    group: &[Batch],
+    cursors: &HashMap<u32, u64>,
+    counters: Counters<'_>,
+    window: Duration,
+) -> Result<Done, redb::Error> {
     let began = Instant::now();
     let mut tx = db.begin_write()?;
     tx.set_durability(Durability::Immediate)?;
@@ -426,8 +513,20 @@ fn write_group(db: &Database, group: &[Batch], counters: Counters<'_>, window: D
         let mut chunks = ChunkRows::open(&tx)?;
         let mut dedup = tx.open_table(DEDUP)?;
         let mut expiry = tx.open_table(DEDUP_EXPIRY)?;
+        let mut origins = tx.open_table(ORIGINS)?;
         for batch in group {
-            outcomes.push(filing.file(batch, &mut chunks, &mut dedup, &mut expiry)?);
+            let outcome = match &batch.relayed {
+                Some(r) => filing.relay(batch.workspace, r, &mut chunks, &mut origins)?,
+                None => filing.file(batch, &mut chunks, &mut dedup, &mut expiry)?,
+            };
+            outcomes.push(outcome);
+        }
+        let mut forward = tx.open_table(FORWARD_CURSOR)?;
+        for (ws, next) in cursors {
+            let at = forward.get(*ws)?.map_or(0, |g| g.value());
+            if *next > at {
+                forward.insert(*ws, *next)?;
+            }
         }
         for ws in expire(&mut dedup, &mut expiry, filing.cutoff)? {
             *filing.dedup_delta.entry(ws).or_insert(0) -= 1;
@@ -517,6 +616,81 @@ impl Filing<'_> {
     }
 }
 
+type OriginTable<'t> = redb::Table<'t, (&'static str, u64, u32), (u64, u64)>;
+
+impl Filing<'_> {
+    /// Stores the events of a relayed batch that lie past its origin's
+    /// high-water mark (a redelivered or re-sent message is skipped, or cut
+    /// where it overlaps), and moves the mark. `Unavailable` when events
+    /// before it are missing (the message is delivered again later).
+    fn relay(
+        &mut self,
+        ws: u32,
+        r: &Relayed,
+        chunks: &mut ChunkRows<'_>,
+        origins: &mut OriginTable<'_>,
+    ) -> Result<Outcome, redb::Error> {
+        let key = (r.node.as_str(), r.incarnation, ws);
+        let mark = origins.get(key)?.map(|g| g.value().0);
+        if mark.is_some_and(|m| m < r.from_seq) && !r.accept_gap {
+            return Ok(Outcome::Unavailable);
+        }
+        let skip_below = mark.unwrap_or(0);
+        let committed = self.committed;
+        let next = self.next_seq.entry(ws).or_insert_with(|| committed.get(&ws).copied().unwrap_or(1));
+        let first_seq = *next;
+        let mut stored = 0u32;
+        let mut at = r.first_seq;
+        for (value, count) in &r.parts {
+            let end = at.saturating_add(u64::from(*count));
+            if end > skip_below && *count > 0 {
+                let cut = (at < skip_below).then(|| super::chunk::slice(value, (skip_below - at) as u32, *count));
+                let (value, count) = match cut {
+                    None => (std::borrow::Cow::Borrowed(value.as_slice()), *count),
+                    Some(Ok((v, c))) => (std::borrow::Cow::Owned(v), c),
+                    Some(Err(e)) => {
+                        // The consumer decoded it before; only a bug gets here.
+                        tracing::warn!(node = %r.node, error = %e, "a relayed chunk did not cut; stored whole");
+                        (std::borrow::Cow::Borrowed(value.as_slice()), *count)
+                    }
+                };
+                chunks.insert((ws, *next), &value)?;
+                *next += u64::from(count);
+                stored += count;
+                self.stored_bytes += value.len() as u64;
+            }
+            at = end;
+        }
+        let new = mark.is_none();
+        origins.insert(key, (mark.unwrap_or(0).max(at), self.now))?;
+        if new && origins.len()? > MAX_ORIGINS {
+            forget_oldest_origin(origins)?;
+        }
+        Ok(match stored {
+            0 => Outcome::Duplicate { first_seq: 0, count: 0 },
+            count => Outcome::Stored { first_seq, count },
+        })
+    }
+}
+
+/// Removes the high-water mark not updated for longest.
+fn forget_oldest_origin(origins: &mut OriginTable<'_>) -> Result<(), redb::Error> {
+    let mut oldest: Option<((String, u64, u32), u64)> = None;
+    for row in origins.iter()? {
+        let (k, v) = row?;
+        let updated = v.value().1;
+        if oldest.as_ref().is_none_or(|(_, at)| updated < *at) {
+            let (node, inc, ws) = k.value();
+            oldest = Some(((node.to_string(), inc, ws), updated));
+        }
+    }
+    if let Some(((node, inc, ws), _)) = oldest {
+        tracing::warn!(node, workspace = ws, "forgetting the high-water mark of the origin heard from longest ago");
+        origins.remove((node.as_str(), inc, ws))?;
+    }
+    Ok(())
+}
+
 /// Removes up to [`EXPIRE_PER_COMMIT`] de-dup records committed before
 /// `cutoff`; returns the workspace of each record removed.
 fn expire(dedup: &mut DedupTable<'_>, expiry: &mut ExpiryTable<'_>, cutoff: u64) -> Result<Vec<u32>, redb::Error> {
@@ -588,6 +762,7 @@ mod tests {
                 max_dedup_records,
                 max_commit_bytes: 1 << 20,
                 retention: Policy::default(),
+                gate: None,
             };
             let (pipeline, rx) = Pipeline::new(4096 * MIN_CHARGE);
             let metrics = Arc::new(Metrics::default());
@@ -612,7 +787,7 @@ mod tests {
             chunk.resize(len.max(tag.len()), PAD as u8);
             let permit = self.pipeline.try_reserve(chunk.len()).expect("budget");
             let workspace = WS;
-            let batch = Batch { workspace, count, chunk, dedup, reply: Some(reply), permit, submitted: Instant::now() };
+            let batch = Batch { workspace, count, chunk, dedup, relayed: None, reply: Some(reply), permit, submitted: Instant::now() };
             self.pipeline.submit(batch).expect("writer running");
             rx
         }
@@ -780,6 +955,71 @@ mod tests {
         let on_disk = h.stop();
         let tags: Vec<&str> = on_disk.values().map(String::as_str).collect();
         assert_eq!(tags, ["first", "late", "other"]);
+    }
+
+    /// A relayed message from `edge` (incarnation 1): events `first..first + n`
+    /// of the origin, in chunks of `per` events, the edge cursor at `from`.
+    fn relayed(first: u64, n: u32, per: u32, from: u64, accept_gap: bool) -> Box<Relayed> {
+        let mut parts = Vec::new();
+        let mut at = first;
+        while at < first + u64::from(n) {
+            let k = per.min((first + u64::from(n) - at) as u32);
+            let mut b = crate::store::chunk::ChunkBuilder::with_capacity(64);
+            for i in 0..k {
+                let block = b.records(1);
+                block.begin(crate::record::Kind::Log, 1);
+                block.u64(crate::record::tag::TIMESTAMP, at + u64::from(i));
+                block.end();
+            }
+            let (value, _) = b.seal("tcp", "p");
+            let origin = crate::store::chunk::Origin { node: "edge".into(), first_seq: at };
+            parts.push((crate::store::chunk::with_origin(&value, &origin).unwrap(), k));
+            at += u64::from(k);
+        }
+        Box::new(Relayed { node: "edge".into(), incarnation: 1, from_seq: from, first_seq: first, parts, accept_gap })
+    }
+
+    #[test]
+    fn relayed_events_are_stored_once_in_origin_order() {
+        let h = Harness::start();
+        let send = |r: Box<Relayed>| {
+            let (reply, rx) = oneshot::channel();
+            let count = r.parts.iter().map(|(_, n)| *n).sum();
+            let permit = h.pipeline.try_reserve(1).expect("budget");
+            let batch = Batch {
+                workspace: WS,
+                count,
+                chunk: Vec::new(),
+                dedup: None,
+                relayed: Some(r),
+                reply: Some(reply),
+                permit,
+                submitted: Instant::now(),
+            };
+            h.pipeline.submit(batch).expect("writer running");
+            rx.blocking_recv().unwrap()
+        };
+        assert_eq!(send(relayed(1, 4, 2, 1, false)), Outcome::Stored { first_seq: 1, count: 4 });
+        assert_eq!(send(relayed(1, 4, 2, 1, false)), Outcome::Duplicate { first_seq: 0, count: 0 }, "redelivered");
+        // Re-sent after a crash, cut differently: only events 5.. are new.
+        assert_eq!(send(relayed(3, 5, 5, 3, false)), Outcome::Stored { first_seq: 5, count: 3 });
+        // Events 8..10 never arrived: refused until they do, or until told to accept the gap.
+        assert_eq!(send(relayed(10, 2, 2, 10, false)), Outcome::Unavailable);
+        assert_eq!(send(relayed(8, 2, 2, 8, false)), Outcome::Stored { first_seq: 8, count: 2 });
+        assert_eq!(send(relayed(10, 2, 2, 10, false)), Outcome::Stored { first_seq: 10, count: 2 });
+        assert_eq!(send(relayed(20, 1, 1, 20, false)), Outcome::Unavailable);
+        assert_eq!(send(relayed(20, 1, 1, 20, true)), Outcome::Stored { first_seq: 12, count: 1 });
+        // Retention at the edge dropped 21..30 before forwarding: no gap.
+        assert_eq!(send(relayed(30, 1, 1, 21, false)), Outcome::Stored { first_seq: 13, count: 1 });
+        drop(h.pipeline);
+        h.writer.join();
+        let events = crate::store::query::EventsHandle::open(h._dir.path(), 1 << 20).unwrap();
+        let q = crate::store::query::Query::unfiltered(WS, 100, u64::MAX);
+        let page = events.query(&q, |e| (e.seq, e.origin.map(|(n, s)| (n.to_string(), s)), e.record.get_u64(crate::record::tag::TIMESTAMP))).unwrap();
+        let origin_seqs: Vec<u64> = page.events.iter().map(|(_, o, _)| o.as_ref().unwrap().1).collect();
+        assert_eq!(origin_seqs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 20, 30]);
+        assert!(page.events.iter().all(|(_, o, ts)| Some(o.as_ref().unwrap().1) == *ts), "each event keeps its origin seq");
+        assert_eq!(page.events.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(), (1..=13).collect::<Vec<_>>());
     }
 
     #[test]

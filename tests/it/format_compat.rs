@@ -2,7 +2,9 @@
 //! same in every later version: each one's files are committed under
 //! tests/fixtures/format-vN with what `export` and `apikeys list` showed then
 //! (v1: sluice 0.1, tell events in LZ4 chunks; v2: also a syslog event, and
-//! `meta.chunk_bytes`).
+//! `meta.chunk_bytes`; v3: zstd chunks, one of them longer than a 4 KiB page
+//! so its value is split into `chunks` and `chunk_tails` rows, written over a
+//! daemon restart, with an HTTP event beside the tell and syslog ones).
 
 use crate::common;
 
@@ -66,4 +68,9 @@ fn a_format_v1_data_dir_reads_the_same() {
 #[test]
 fn a_format_v2_data_dir_reads_the_same() {
     reads_the_same("format-v2", 5);
+}
+
+#[test]
+fn a_format_v3_data_dir_reads_the_same() {
+    reads_the_same("format-v3", 41);
 }

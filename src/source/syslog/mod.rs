@@ -220,6 +220,7 @@ impl Pending {
             count: self.count,
             chunk: self.chunk,
             dedup: None,
+            relayed: None,
             reply,
             permit,
             submitted: std::time::Instant::now(),

@@ -1,0 +1,404 @@
+//! Forwarding committed events to NATS JetStream (`[forward.nats]`).
+//!
+//! The forwarder follows the writer's commit notices and never reads
+//! uncommitted data: it reads committed chunks through a read snapshot. For
+//! each workspace one task publishes its events in sequence order, one
+//! message at a time ([`message::build`], at most the server's
+//! `max_payload`), to `<subject_prefix>.<workspace>` with
+//! `Nats-Msg-Id = node:incarnation:workspace:first_seq`. It waits for the
+//! PubAck, then hands the workspace's new cursor to the writer
+//! ([`Cursors`]), which commits it in `events.redb`; a restarted node
+//! resumes after the last acknowledged message (a message published again
+//! after a crash is a duplicate JetStream or the central node drops).
+//! Workspaces run in parallel; within one, a failed publish is retried with
+//! the same message id until acknowledged, so order survives retries.
+//!
+//! While NATS is unreachable, ingest goes on and the lag grows
+//! (`sluice_forward_lag_events`); retention keeps what is not forwarded
+//! (unless `[forward] retention_may_drop_unforwarded`).
+//!
+//! A duplicate PubAck is checked against the stored message (its id and
+//! event count), so a message cut differently before a crash moves the
+//! cursor only as far as JetStream really holds.
+
+pub mod connect;
+mod gate;
+pub mod message;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, Context, stream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use gate::Gate;
+
+use crate::config::{AckMode, Encoding, NatsForward};
+use crate::metrics::Metrics;
+use crate::store::query::{Committed, EventsHandle};
+use crate::store::writer::Cursors;
+
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often answers held too long are released as `unavailable`.
+const GATE_SWEEP: Duration = Duration::from_millis(100);
+
+/// What the forwarder needs from the daemon.
+pub struct Deps {
+    pub events: EventsHandle,
+    pub cursors: Cursors,
+    pub gate: Option<Arc<Gate>>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The gate `ack = "replicated"` needs, made before the writer starts.
+pub fn gate_for(config: &NatsForward) -> Option<Arc<Gate>> {
+    (config.ack == AckMode::Replicated).then(|| Arc::new(Gate::new(config.ack_timeout)))
+}
+
+/// Runs the forwarder until `shutdown`.
+pub async fn run(config: NatsForward, deps: Deps, shutdown: CancellationToken) {
+    let state = match deps.events.forward_state() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "forwarder cannot read its cursors; not forwarding");
+            return;
+        }
+    };
+    deps.metrics.forward.enabled.store(true, Ordering::Relaxed);
+    let node = config.node();
+    let client = match connect::connect(&config.servers, &config.auth(), &format!("sluice-forward-{node}")).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "forwarder not started");
+            return;
+        }
+    };
+    let js = jetstream::new(client.clone());
+    if let Some(gate) = deps.gate.clone() {
+        for (&ws, &cursor) in &state.cursors {
+            gate.acked(ws, cursor);
+        }
+        let metrics = deps.metrics.clone();
+        tokio::spawn(sweep_gate(gate, metrics, shutdown.clone()));
+    }
+    let Some(stream) = ensure_stream(&js, &config, &shutdown).await else { return };
+    tracing::info!(stream = %config.stream, node = %node, incarnation = format!("{:016x}", state.incarnation),
+        "forwarding committed events to NATS JetStream");
+    let shared = Arc::new(Shared {
+        js,
+        client,
+        stream,
+        config,
+        node,
+        incarnation: state.incarnation,
+        deps,
+        shutdown: shutdown.clone(),
+    });
+    let mut notices = shared.deps.events.subscribe();
+    let mut lanes: HashMap<u32, Arc<Lane>> = HashMap::new();
+    let mut open = |ws: u32, committed: u64, cursor: u64| -> Arc<Lane> {
+        lanes
+            .entry(ws)
+            .or_insert_with(|| {
+                let lane = Arc::new(Lane::new(committed, cursor));
+                shared.deps.metrics.forward.lag_events.fetch_add(committed.saturating_sub(cursor), Ordering::Relaxed);
+                tokio::spawn(forward_workspace(shared.clone(), ws, lane.clone()));
+                lane
+            })
+            .clone()
+    };
+    for (&ws, &next) in &state.next_seqs {
+        open(ws, next, state.cursors.get(&ws).copied().unwrap_or(1));
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            notice = notices.recv() => match notice {
+                Ok(c) => {
+                    let lane = open(c.workspace, c.first_seq, state.cursors.get(&c.workspace).copied().unwrap_or(1));
+                    lane.committed(&c, &shared.deps.metrics);
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed notices: every lane looks again (lag bytes are then estimates).
+                    if let Ok(s) = shared.deps.events.forward_state() {
+                        for (ws, next) in s.next_seqs {
+                            let lane = open(ws, next, state.cursors.get(&ws).copied().unwrap_or(1));
+                            lane.caught_up_to(next, &shared.deps.metrics);
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// What every workspace task shares.
+struct Shared {
+    js: Context,
+    client: async_nats::Client,
+    stream: stream::Stream,
+    config: NatsForward,
+    node: String,
+    incarnation: u64,
+    deps: Deps,
+    shutdown: CancellationToken,
+}
+
+/// One workspace's progress, shared between the notice loop and its task.
+struct Lane {
+    wake: Notify,
+    progress: std::sync::Mutex<Progress>,
+}
+
+struct Progress {
+    /// The next sequence number to be committed.
+    committed: u64,
+    /// Chunks committed since start and not yet forwarded: (end, bytes).
+    pending: VecDeque<(u64, u64)>,
+}
+
+impl Lane {
+    fn new(committed: u64, _cursor: u64) -> Lane {
+        Lane { wake: Notify::new(), progress: std::sync::Mutex::new(Progress { committed, pending: VecDeque::new() }) }
+    }
+
+    fn committed(&self, c: &Committed, metrics: &Metrics) {
+        let end = c.first_seq + u64::from(c.count);
+        {
+            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            if end > p.committed {
+                let added = end - p.committed.max(c.first_seq);
+                metrics.forward.lag_events.fetch_add(added, Ordering::Relaxed);
+                p.committed = end;
+            }
+            p.pending.push_back((end, c.bytes));
+        }
+        metrics.forward.lag_bytes.fetch_add(c.bytes, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    fn caught_up_to(&self, next: u64, metrics: &Metrics) {
+        {
+            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            if next > p.committed {
+                metrics.forward.lag_events.fetch_add(next - p.committed, Ordering::Relaxed);
+                p.committed = next;
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    /// JetStream has everything before `cursor` (it was at `from`).
+    fn forwarded(&self, from: u64, cursor: u64, metrics: &Metrics) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let done = cursor.min(p.committed).saturating_sub(from.min(p.committed));
+        sub(&metrics.forward.lag_events, done);
+        while p.pending.front().is_some_and(|(end, _)| *end <= cursor) {
+            let (_, bytes) = p.pending.pop_front().unwrap_or_default();
+            sub(&metrics.forward.lag_bytes, bytes);
+        }
+    }
+}
+
+fn sub(a: &std::sync::atomic::AtomicU64, n: u64) {
+    let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
+}
+
+/// Creates the stream if missing; sets the configured de-dup window on one
+/// that has another. Retries until it works or shutdown.
+async fn ensure_stream(js: &Context, config: &NatsForward, shutdown: &CancellationToken) -> Option<stream::Stream> {
+    let want = stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.subject_prefix)],
+        num_replicas: config.replicas,
+        duplicate_window: config.duplicate_window,
+        storage: stream::StorageType::File,
+        ..Default::default()
+    };
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let result = async {
+            let mut stream = js.get_or_create_stream(want.clone()).await.map_err(|e| e.to_string())?;
+            let info = stream.info().await.map_err(|e| e.to_string())?.clone();
+            if info.config.duplicate_window != config.duplicate_window {
+                let mut cfg = info.config.clone();
+                cfg.duplicate_window = config.duplicate_window;
+                js.update_stream(cfg).await.map_err(|e| e.to_string())?;
+                tracing::info!(stream = %config.stream, window = ?config.duplicate_window, "set the stream's duplicate window");
+            }
+            if info.config.num_replicas != config.replicas {
+                tracing::warn!(stream = %config.stream, has = info.config.num_replicas, configured = config.replicas,
+                    "the stream exists with another replica count; left as it is");
+            }
+            Ok::<_, String>(stream)
+        }
+        .await;
+        match result {
+            Ok(stream) => return Some(stream),
+            Err(e) => {
+                tracing::warn!(stream = %config.stream, error = %e, "cannot create or open the JetStream stream; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Publishes one workspace's committed events, in order, for ever.
+async fn forward_workspace(shared: Arc<Shared>, ws: u32, lane: Arc<Lane>) {
+    let metrics = shared.deps.metrics.clone();
+    let mut cursor = shared.deps.events.forward_state().ok().and_then(|s| s.cursors.get(&ws).copied()).unwrap_or(1);
+    loop {
+        if shared.shutdown.is_cancelled() {
+            return;
+        }
+        let limit = shared.client.max_payload().saturating_sub(message::HEADER_ROOM).max(4096);
+        let (events, encoding) = (shared.deps.events.clone(), shared.config.encoding);
+        let built = tokio::task::spawn_blocking(move || {
+            events.snapshot().and_then(|snap| message::build(&snap, ws, cursor, limit, encoding))
+        })
+        .await;
+        let msg = match built {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => {
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return,
+                    _ = lane.wake.notified() => {}
+                }
+                continue;
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(workspace = ws, error = %e, "forwarder cannot read the store; retrying");
+                tokio::time::sleep(BACKOFF_MAX).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        metrics.forward.too_large.fetch_add(u64::from(msg.too_large), Ordering::Relaxed);
+        let end = if msg.count == 0 {
+            msg.end
+        } else {
+            match publish(&shared, &msg).await {
+                Some(end) => end,
+                None => return,
+            }
+        };
+        lane.forwarded(cursor, end, &metrics);
+        cursor = end;
+        shared.deps.cursors.advance(ws, cursor);
+        if let Some(gate) = &shared.deps.gate {
+            gate.acked(ws, cursor);
+        }
+    }
+}
+
+/// Publishes until JetStream has the message; returns the new cursor
+/// (`None` on shutdown).
+async fn publish(shared: &Shared, msg: &message::Message) -> Option<u64> {
+    let metrics = &shared.deps.metrics.forward;
+    let id = format!("{}:{:016x}:{}:{}", shared.node, shared.incarnation, msg.workspace, msg.first_seq);
+    let subject = format!("{}.{}", shared.config.subject_prefix, msg.workspace);
+    let headers = headers(shared, msg);
+    let body = bytes::Bytes::copy_from_slice(&msg.body);
+    let mut backoff = BACKOFF_MIN;
+    let mut failures = 0u32;
+    loop {
+        let started = Instant::now();
+        let publish = jetstream::message::PublishMessage::build()
+            .payload(body.clone())
+            .headers(headers.clone())
+            .message_id(&id);
+        let result = async {
+            let ack = shared.js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?;
+            ack.await.map_err(|e| e.to_string())
+        };
+        let outcome = tokio::select! {
+            _ = shared.shutdown.cancelled() => return None,
+            r = result => r,
+        };
+        let checked = match outcome {
+            Ok(ack) if ack.duplicate => stored_end(shared, ack.sequence, &id).await,
+            Ok(_) => Ok(msg.end),
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(end) => {
+                metrics.puback_seconds.observe_duration(started.elapsed());
+                metrics.messages.fetch_add(1, Ordering::Relaxed);
+                metrics.events.fetch_add(end.saturating_sub(msg.first_seq), Ordering::Relaxed);
+                if failures > 0 {
+                    tracing::info!(workspace = msg.workspace, failures, "publishing to JetStream works again");
+                }
+                return Some(end.max(msg.first_seq + 1));
+            }
+            Err(e) => {
+                metrics.failures.fetch_add(1, Ordering::Relaxed);
+                if failures == 0 {
+                    tracing::warn!(workspace = msg.workspace, id = %id, error = %e, "publish to JetStream failed; retrying");
+                } else {
+                    tracing::debug!(workspace = msg.workspace, id = %id, error = %e, "publish failed again");
+                }
+                failures += 1;
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// For a duplicate PubAck: the end of the events the stored message holds,
+/// once it is confirmed to be ours (an older server can answer "duplicate"
+/// for a message it does not hold, nats-server #6415).
+async fn stored_end(shared: &Shared, sequence: u64, id: &str) -> Result<u64, String> {
+    let stored = shared.stream.get_raw_message(sequence).await.map_err(|e| format!("duplicate not confirmed: {e}"))?;
+    let header = |name: &str| stored.headers.get(name).map(|v| v.as_str().to_string());
+    if header("Nats-Msg-Id").as_deref() != Some(id) {
+        return Err(format!("JetStream said duplicate, but message {sequence} is another one"));
+    }
+    let first: u64 = header(message::header::FIRST_SEQ).and_then(|v| v.parse().ok()).ok_or("no first seq")?;
+    let count: u64 = header(message::header::COUNT).and_then(|v| v.parse().ok()).ok_or("no count")?;
+    Ok(first + count)
+}
+
+fn headers(shared: &Shared, msg: &message::Message) -> HeaderMap {
+    use message::header as h;
+    let mut m = HeaderMap::new();
+    m.insert(h::NODE, shared.node.as_str());
+    m.insert(h::INCARNATION, format!("{:016x}", shared.incarnation).as_str());
+    m.insert(h::WORKSPACE, msg.workspace.to_string().as_str());
+    m.insert(h::FROM_SEQ, msg.from_seq.to_string().as_str());
+    m.insert(h::FIRST_SEQ, msg.first_seq.to_string().as_str());
+    m.insert(h::COUNT, msg.count.to_string().as_str());
+    let format = match shared.config.encoding {
+        Encoding::Chunk => message::CHUNK_FORMAT,
+        Encoding::Ndjson => message::NDJSON_FORMAT,
+    };
+    m.insert(h::FORMAT, format);
+    m
+}
+
+/// Releases answers held past `ack_timeout` as `unavailable`.
+async fn sweep_gate(gate: Arc<Gate>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(GATE_SWEEP);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                gate.expire(Instant::now());
+                metrics.forward.held.store(gate.held() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+}

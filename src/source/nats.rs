@@ -1,0 +1,235 @@
+//! `[sources.nats]`: the central side of forwarding. A durable JetStream
+//! pull consumer takes the messages edge nodes published
+//! (`forward::message`) and stores their events under their workspace,
+//! each with its origin (`origin_node`, `origin_seq`).
+//!
+//! Exactly once, in order: every message is a [`Relayed`] batch, and the
+//! writer stores only the events past the high-water mark of its origin
+//! (edge node, incarnation, workspace), moving the mark in the same
+//! transaction. A message is acknowledged to JetStream only after that
+//! commit; a redelivered or re-sent one is acknowledged and skipped. A
+//! message whose earlier events have not arrived is refused by the writer
+//! and delivered again later (`Nak` with a delay), so a redelivery that
+//! overtakes a later message cannot be lost; one that stays out for
+//! [`GAP_DELIVERIES`] deliveries is stored anyway and counted in
+//! `sluice_relay_gaps_total` (JetStream lost it, say a purge).
+//!
+//! Fetched messages are processed strictly in stream order, several at a
+//! time (they share group commits). A message of an unknown format, or that
+//! does not decode, is not dropped: it is left unacknowledged (`Nak` with a
+//! long delay) for a later version, counted and logged.
+//!
+//! The consumer starts when the stream exists and retries until it does.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::pull};
+use futures_util::StreamExt as _;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::NatsSource;
+use crate::forward::message::{self, header};
+use crate::metrics::Metrics;
+use crate::pipeline::{Batch, Outcome, Pipeline, Relayed};
+use crate::store::chunk;
+
+/// Messages fetched at once (and so at most in flight to the writer).
+const FETCH: usize = 64;
+/// How long a fetch waits for its first message.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// A message not stored (a gap before it, a failed commit) comes back after this.
+const RETRY: Duration = Duration::from_secs(1);
+/// An undecodable message is offered again after this.
+const UNDECODABLE_RETRY: Duration = Duration::from_secs(300);
+/// Deliveries after which a gap before a message is accepted.
+pub const GAP_DELIVERIES: i64 = 30;
+const ACK_WAIT: Duration = Duration::from_secs(60);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Runs the consumer until `shutdown`.
+pub async fn serve(config: NatsSource, pipeline: Pipeline, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    metrics.relay.enabled.store(true, Ordering::Relaxed);
+    let client = match crate::forward::connect::connect(&config.servers, &config.auth(), &format!("sluice-consume-{}", config.consumer)).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "[sources.nats] not started");
+            return;
+        }
+    };
+    let js = jetstream::new(client);
+    let Some(consumer) = open_consumer(&js, &config, &shutdown).await else { return };
+    tracing::info!(stream = %config.stream, consumer = %config.consumer, "consuming forwarded events from NATS JetStream");
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let fetched = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            f = fetch(&consumer) => f,
+        };
+        match fetched {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                process(batch, &pipeline, &metrics).await;
+                backoff = Duration::from_millis(100);
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "fetch from JetStream failed; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The durable consumer, once the stream exists.
+async fn open_consumer(
+    js: &jetstream::Context,
+    config: &NatsSource,
+    shutdown: &CancellationToken,
+) -> Option<jetstream::consumer::Consumer<pull::Config>> {
+    let want = pull::Config {
+        durable_name: Some(config.consumer.clone()),
+        filter_subject: config.filter_subject.clone().unwrap_or_default(),
+        ack_policy: jetstream::consumer::AckPolicy::Explicit,
+        ack_wait: ACK_WAIT,
+        max_deliver: -1,
+        max_ack_pending: (FETCH * 4) as i64,
+        deliver_policy: jetstream::consumer::DeliverPolicy::All,
+        ..Default::default()
+    };
+    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        let result = async {
+            let stream = js.get_stream(&config.stream).await.map_err(|e| e.to_string())?;
+            stream.get_or_create_consumer(&config.consumer, want.clone()).await.map_err(|e| e.to_string())
+        }
+        .await;
+        match result {
+            Ok(c) => return Some(c),
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(stream = %config.stream, error = %e, "JetStream stream not reachable yet; retrying until it is");
+                    warned = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+async fn fetch(consumer: &jetstream::consumer::Consumer<pull::Config>) -> Result<Vec<jetstream::Message>, String> {
+    let mut batch = consumer.batch().max_messages(FETCH).expires(FETCH_WAIT).messages().await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(m) = batch.next().await {
+        match m {
+            Ok(m) => out.push(m),
+            Err(e) if out.is_empty() => return Err(e.to_string()),
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
+/// Hands every message of a fetch to the writer, then answers JetStream
+/// for each, in order.
+async fn process(batch: Vec<jetstream::Message>, pipeline: &Pipeline, metrics: &Metrics) {
+    let mut pending = Vec::with_capacity(batch.len());
+    for msg in batch {
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        match decode(&msg, delivered >= GAP_DELIVERIES) {
+            Ok((workspace, relayed)) => {
+                let (tx, rx) = oneshot::channel();
+                let permit = pipeline.reserve(msg.payload.len()).await;
+                let count = relayed.parts.iter().map(|(_, n)| *n).sum();
+                let batch = Batch {
+                    workspace,
+                    count,
+                    chunk: Vec::new(),
+                    dedup: None,
+                    relayed: Some(Box::new(relayed)),
+                    reply: Some(tx),
+                    permit,
+                    submitted: Instant::now(),
+                };
+                if pipeline.submit(batch).is_err() {
+                    return; // shutting down: JetStream delivers it again
+                }
+                pending.push((msg, Some((rx, delivered))));
+            }
+            Err(e) => {
+                metrics.relay.undecodable.fetch_add(1, Ordering::Relaxed);
+                if delivered <= 1 {
+                    let subject = msg.subject.to_string();
+                    tracing::warn!(subject, error = %e, "a NATS message sluice cannot read; left unacknowledged for a later version");
+                }
+                let _ = msg.ack_with(AckKind::Nak(Some(UNDECODABLE_RETRY))).await;
+                pending.push((msg, None));
+            }
+        }
+    }
+    for (msg, waiting) in pending {
+        let Some((rx, delivered)) = waiting else { continue };
+        let outcome = rx.await.unwrap_or(Outcome::Unavailable);
+        let answer = match outcome {
+            Outcome::Stored { count: stored, .. } => {
+                metrics.relay.events.fetch_add(u64::from(stored), Ordering::Relaxed);
+                if delivered >= GAP_DELIVERIES {
+                    metrics.relay.gaps.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(subject = %msg.subject, delivered, "stored a message although events before it never arrived");
+                }
+                AckKind::Ack
+            }
+            Outcome::Duplicate { .. } => {
+                metrics.relay.skipped.fetch_add(1, Ordering::Relaxed);
+                AckKind::Ack
+            }
+            // A gap or a failed commit: again later, in order with the rest.
+            Outcome::Unavailable => AckKind::Nak(Some(RETRY)),
+        };
+        if matches!(answer, AckKind::Ack) {
+            metrics.relay.messages.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = msg.ack_with(answer).await;
+    }
+}
+
+/// A message as the writer's batch: its workspace and events.
+fn decode(msg: &jetstream::Message, accept_gap: bool) -> Result<(u32, Relayed), String> {
+    let headers = msg.headers.as_ref().ok_or("no headers")?;
+    let get = |name: &str| headers.get(name).map(|v| v.as_str().to_string()).ok_or(format!("no {name} header"));
+    let num = |name: &str| get(name)?.parse::<u64>().map_err(|e| format!("{name}: {e}"));
+    let format = get(header::FORMAT)?;
+    if format != message::CHUNK_FORMAT {
+        return Err(format!("format {format:?} (this sluice reads {})", message::CHUNK_FORMAT));
+    }
+    let node = get(header::NODE)?;
+    let incarnation = u64::from_str_radix(&get(header::INCARNATION)?, 16).map_err(|e| format!("incarnation: {e}"))?;
+    let workspace = u32::try_from(num(header::WORKSPACE)?).map_err(|e| format!("workspace: {e}"))?;
+    let (from_seq, first_seq, count) = (num(header::FROM_SEQ)?, num(header::FIRST_SEQ)?, num(header::COUNT)?);
+    let mut parts = Vec::new();
+    let mut at = first_seq;
+    for value in message::parts(&msg.payload)? {
+        let c = chunk::decode(value).map_err(|e| e.to_string())?;
+        let records = crate::record::records(&c.block).try_fold(0u32, |n, r| r.map(|_| n + 1)).map_err(|e| e.to_string())?;
+        if records != c.count || c.origin.is_some() {
+            return Err(format!("a chunk holds {records} records, its header says {}", c.count));
+        }
+        let origin = chunk::Origin { node: node.clone(), first_seq: at };
+        parts.push((chunk::with_origin(value, &origin).map_err(|e| e.to_string())?, c.count));
+        at += u64::from(c.count);
+    }
+    if at - first_seq != count {
+        return Err(format!("{} events in the body, {count} in the header", at - first_seq));
+    }
+    Ok((workspace, Relayed { node, incarnation, from_seq, first_seq, parts, accept_gap }))
+}
