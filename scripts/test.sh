@@ -5,7 +5,9 @@
 # missing (rsyslog with RELP and GnuTLS, openssl, util-linux logger, systemd-analyze, curl,
 # Debian's Chromium, Node.js with the pinned npm packages of tests/browser:
 # playwright-core and @tell-rs/browser; promtool from Debian's prometheus
-# package, tmux for `sluice top`), then runs
+# package, tmux for `sluice top`, Debian's nats-server for the JetStream
+# tests and nats-py, pinned by hash in tests/nats/requirements.txt, in a
+# throwaway venv target/nats-py-venv), then runs
 # every test target: unit, integration (real daemon, Tell SDK, logger,
 # rsyslog), fuzz-corpus replay, and each criterion bench once in test mode.
 set -euo pipefail
@@ -24,6 +26,8 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v tmux >/dev/null 2>&1 || need+=(tmux)
+[ -x /usr/sbin/nats-server ] || command -v nats-server >/dev/null 2>&1 || need+=(nats-server)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing test dependencies: ${need[*]}" >&2
     $sudo apt-get update -qq
@@ -35,6 +39,17 @@ if ! command -v promtool >/dev/null 2>&1; then
     echo "installing promtool (Debian's prometheus package)" >&2
     [ ${#need[@]} -gt 0 ] || $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+# The NATS tests' non-sluice client; rebuilt only when the pins change.
+venv=target/nats-py-venv
+if ! cmp -s tests/nats/requirements.txt "$venv/requirements.txt"; then
+    echo "creating $venv (nats-py from tests/nats/requirements.txt)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+        --require-hashes --only-binary=:all: -r tests/nats/requirements.txt
+    cp tests/nats/requirements.txt "$venv/requirements.txt"
 fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

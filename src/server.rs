@@ -213,7 +213,7 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     writer_config.retention = config.retention.policy();
     writer_config.max_dedup_records = p.max_dedup_records.0 as u64;
     let forward = config.forward.nats.clone();
-    let gate = forward.as_ref().and_then(crate::forward::gate_for);
+    let gate = forward.as_ref().and_then(|f| crate::forward::gate_for(f, p.ack_timeout));
     writer_config.gate = gate.clone();
     writer_config.retention.hold_unforwarded = forward.is_some() && !config.forward.retention_may_drop_unforwarded;
     let writer = Writer::spawn(writer_config, rx, metrics.clone())?;

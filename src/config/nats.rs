@@ -13,8 +13,7 @@
 //! node_id = "edge-1"                    # default: the host name
 //! duplicate_window = "2m"
 //! encoding = "chunk"                    # or "ndjson"
-//! ack = "local"                         # or "replicated"
-//! ack_timeout = "10s"                   # replicated: longest wait for JetStream
+//! ack = "local"                         # or "replicated" (waits at most [pipeline] ack_timeout)
 //! # user = "..", password = "..", or token = "..", or creds = "/path/x.creds"; ca_file = "/path/ca.pem"
 //!
 //! [sources.nats]
@@ -90,12 +89,10 @@ pub struct NatsForward {
     pub duplicate_window: Duration,
     #[serde(default)]
     pub encoding: Encoding,
+    /// With `ack = "replicated"` a client waits at most `[pipeline]
+    /// ack_timeout` for JetStream, then is told `unavailable` (and retries).
     #[serde(default)]
     pub ack: AckMode,
-    /// With `ack = "replicated"`: a client waits at most this long for
-    /// JetStream, then is told `unavailable` (and retries).
-    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
-    pub ack_timeout: Duration,
     pub user: Option<String>,
     pub password: Option<String>,
     pub token: Option<String>,
@@ -175,9 +172,6 @@ fn default_prefix() -> String {
 }
 fn default_duplicate_window() -> Duration {
     Duration::from_secs(120)
-}
-fn default_ack_timeout() -> Duration {
-    Duration::from_secs(10)
 }
 fn default_consumer() -> String {
     "central".into()

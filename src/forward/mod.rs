@@ -55,13 +55,16 @@ pub struct Deps {
     pub metrics: Arc<Metrics>,
 }
 
-/// The gate `ack = "replicated"` needs, made before the writer starts.
-pub fn gate_for(config: &NatsForward) -> Option<Arc<Gate>> {
-    (config.ack == AckMode::Replicated).then(|| Arc::new(Gate::new(config.ack_timeout)))
+/// The gate `ack = "replicated"` needs, made before the writer starts;
+/// answers wait at most `ack_timeout` (`[pipeline]`).
+pub fn gate_for(config: &NatsForward, ack_timeout: Duration) -> Option<Arc<Gate>> {
+    (config.ack == AckMode::Replicated).then(|| Arc::new(Gate::new(ack_timeout)))
 }
 
 /// Runs the forwarder until `shutdown`.
 pub async fn run(config: NatsForward, deps: Deps, shutdown: CancellationToken) {
+    // Before the state is read: a commit after it is then a notice.
+    let mut notices = deps.events.subscribe();
     let state = match deps.events.forward_state() {
         Ok(s) => s,
         Err(e) => {
@@ -86,54 +89,71 @@ pub async fn run(config: NatsForward, deps: Deps, shutdown: CancellationToken) {
         let metrics = deps.metrics.clone();
         tokio::spawn(sweep_gate(gate, metrics, shutdown.clone()));
     }
-    let Some(stream) = ensure_stream(&js, &config, &shutdown).await else { return };
-    tracing::info!(stream = %config.stream, node = %node, incarnation = format!("{:016x}", state.incarnation),
-        "forwarding committed events to NATS JetStream");
-    let shared = Arc::new(Shared {
-        js,
-        client,
-        stream,
-        config,
-        node,
-        incarnation: state.incarnation,
-        deps,
-        shutdown: shutdown.clone(),
-    });
-    let mut notices = shared.deps.events.subscribe();
+    // The lanes exist (and the lag is known) before the stream is reached:
+    // notices are followed while NATS is away.
+    let (metrics, events) = (deps.metrics.clone(), deps.events.clone());
     let mut lanes: HashMap<u32, Arc<Lane>> = HashMap::new();
-    let mut open = |ws: u32, committed: u64, cursor: u64| -> Arc<Lane> {
-        lanes
-            .entry(ws)
-            .or_insert_with(|| {
-                let lane = Arc::new(Lane::new(committed, cursor));
-                shared.deps.metrics.forward.lag_events.fetch_add(committed.saturating_sub(cursor), Ordering::Relaxed);
-                tokio::spawn(forward_workspace(shared.clone(), ws, lane.clone()));
-                lane
-            })
-            .clone()
-    };
     for (&ws, &next) in &state.next_seqs {
-        open(ws, next, state.cursors.get(&ws).copied().unwrap_or(1));
+        let cursor = state.cursors.get(&ws).copied().unwrap_or(1);
+        lanes.insert(ws, Arc::new(Lane::new(next, cursor, &metrics)));
     }
+    let (ready_tx, mut ready) = tokio::sync::oneshot::channel();
+    {
+        let (js, config, shutdown) = (js.clone(), config.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            if let Some(stream) = ensure_stream(&js, &config, &shutdown).await {
+                let _ = ready_tx.send(stream);
+            }
+        });
+    }
+    let mut shared: Option<Arc<Shared>> = None;
+    let mut deps = Some(deps);
     loop {
-        tokio::select! {
+        let notice = tokio::select! {
             _ = shutdown.cancelled() => return,
-            notice = notices.recv() => match notice {
-                Ok(c) => {
-                    let lane = open(c.workspace, c.first_seq, state.cursors.get(&c.workspace).copied().unwrap_or(1));
-                    lane.committed(&c, &shared.deps.metrics);
+            stream = &mut ready, if shared.is_none() => {
+                let Ok(stream) = stream else { return };
+                tracing::info!(stream = %config.stream, node = %node, incarnation = format!("{:016x}", state.incarnation),
+                    "forwarding committed events to NATS JetStream");
+                let Some(deps) = deps.take() else { return };
+                let s = Arc::new(Shared {
+                    js: js.clone(),
+                    client: client.clone(),
+                    stream,
+                    config: config.clone(),
+                    node: node.clone(),
+                    incarnation: state.incarnation,
+                    deps,
+                    shutdown: shutdown.clone(),
+                });
+                for (&ws, lane) in &lanes {
+                    tokio::spawn(forward_workspace(s.clone(), ws, lane.clone()));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed notices: every lane looks again (lag bytes are then estimates).
-                    if let Ok(s) = shared.deps.events.forward_state() {
-                        for (ws, next) in s.next_seqs {
-                            let lane = open(ws, next, state.cursors.get(&ws).copied().unwrap_or(1));
-                            lane.caught_up_to(next, &shared.deps.metrics);
-                        }
-                    }
+                shared = Some(s);
+                continue;
+            }
+            notice = notices.recv() => notice,
+        };
+        let mut open = |ws: u32, committed: u64| -> Arc<Lane> {
+            let lane = lanes.entry(ws).or_insert_with(|| {
+                let lane = Arc::new(Lane::new(committed, state.cursors.get(&ws).copied().unwrap_or(1), &metrics));
+                if let Some(s) = &shared {
+                    tokio::spawn(forward_workspace(s.clone(), ws, lane.clone()));
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-            },
+                lane
+            });
+            lane.clone()
+        };
+        match notice {
+            Ok(c) => open(c.workspace, c.first_seq).committed(&c, &metrics),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                // Missed notices: every lane looks again (lag bytes are then estimates).
+                let Ok(now) = events.forward_state() else { continue };
+                for (ws, next) in now.next_seqs {
+                    open(ws, next).caught_up_to(next, &metrics);
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
     }
 }
@@ -157,52 +177,76 @@ struct Lane {
 }
 
 struct Progress {
-    /// The next sequence number to be committed.
+    /// The next sequence number to be committed, as far as notices told.
     committed: u64,
+    /// The next sequence number JetStream does not have.
+    cursor: u64,
     /// Chunks committed since start and not yet forwarded: (end, bytes).
     pending: VecDeque<(u64, u64)>,
 }
 
+impl Progress {
+    fn lag(&self) -> u64 {
+        self.committed.saturating_sub(self.cursor)
+    }
+}
+
 impl Lane {
-    fn new(committed: u64, _cursor: u64) -> Lane {
-        Lane { wake: Notify::new(), progress: std::sync::Mutex::new(Progress { committed, pending: VecDeque::new() }) }
+    fn new(committed: u64, cursor: u64, metrics: &Metrics) -> Lane {
+        let progress = Progress { committed, cursor, pending: VecDeque::new() };
+        metrics.forward.lag_events.fetch_add(progress.lag(), Ordering::Relaxed);
+        Lane { wake: Notify::new(), progress: std::sync::Mutex::new(progress) }
+    }
+
+    /// Changes the progress and the lag gauges with it.
+    fn update(&self, metrics: &Metrics, f: impl FnOnce(&mut Progress) -> (u64, u64)) {
+        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        let before = p.lag();
+        let (bytes_added, bytes_done) = f(&mut p);
+        let after = p.lag();
+        drop(p);
+        let lag = &metrics.forward.lag_events;
+        if after > before {
+            lag.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            sub(lag, before - after);
+        }
+        metrics.forward.lag_bytes.fetch_add(bytes_added, Ordering::Relaxed);
+        sub(&metrics.forward.lag_bytes, bytes_done);
     }
 
     fn committed(&self, c: &Committed, metrics: &Metrics) {
         let end = c.first_seq + u64::from(c.count);
-        {
-            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            if end > p.committed {
-                let added = end - p.committed.max(c.first_seq);
-                metrics.forward.lag_events.fetch_add(added, Ordering::Relaxed);
-                p.committed = end;
+        self.update(metrics, |p| {
+            p.committed = p.committed.max(end);
+            if end <= p.cursor {
+                return (0, 0); // already forwarded: the task read it before this notice came
             }
             p.pending.push_back((end, c.bytes));
-        }
-        metrics.forward.lag_bytes.fetch_add(c.bytes, Ordering::Relaxed);
+            (c.bytes, 0)
+        });
         self.wake.notify_one();
     }
 
     fn caught_up_to(&self, next: u64, metrics: &Metrics) {
-        {
-            let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-            if next > p.committed {
-                metrics.forward.lag_events.fetch_add(next - p.committed, Ordering::Relaxed);
-                p.committed = next;
-            }
-        }
+        self.update(metrics, |p| {
+            p.committed = p.committed.max(next);
+            (0, 0)
+        });
         self.wake.notify_one();
     }
 
-    /// JetStream has everything before `cursor` (it was at `from`).
-    fn forwarded(&self, from: u64, cursor: u64, metrics: &Metrics) {
-        let mut p = self.progress.lock().unwrap_or_else(|e| e.into_inner());
-        let done = cursor.min(p.committed).saturating_sub(from.min(p.committed));
-        sub(&metrics.forward.lag_events, done);
-        while p.pending.front().is_some_and(|(end, _)| *end <= cursor) {
-            let (_, bytes) = p.pending.pop_front().unwrap_or_default();
-            sub(&metrics.forward.lag_bytes, bytes);
-        }
+    /// JetStream has everything before `cursor`.
+    fn forwarded(&self, cursor: u64, metrics: &Metrics) {
+        self.update(metrics, |p| {
+            p.cursor = p.cursor.max(cursor);
+            p.committed = p.committed.max(cursor);
+            let mut done = 0;
+            while p.pending.front().is_some_and(|(end, _)| *end <= cursor) {
+                done += p.pending.pop_front().map_or(0, |(_, b)| b);
+            }
+            (0, done)
+        });
     }
 }
 
@@ -256,7 +300,7 @@ async fn ensure_stream(js: &Context, config: &NatsForward, shutdown: &Cancellati
 /// Publishes one workspace's committed events, in order, for ever.
 async fn forward_workspace(shared: Arc<Shared>, ws: u32, lane: Arc<Lane>) {
     let metrics = shared.deps.metrics.clone();
-    let mut cursor = shared.deps.events.forward_state().ok().and_then(|s| s.cursors.get(&ws).copied()).unwrap_or(1);
+    let mut cursor = lane.progress.lock().unwrap_or_else(|e| e.into_inner()).cursor;
     loop {
         if shared.shutdown.is_cancelled() {
             return;
@@ -292,7 +336,7 @@ async fn forward_workspace(shared: Arc<Shared>, ws: u32, lane: Arc<Lane>) {
                 None => return,
             }
         };
-        lane.forwarded(cursor, end, &metrics);
+        lane.forwarded(end, &metrics);
         cursor = end;
         shared.deps.cursors.advance(ws, cursor);
         if let Some(gate) = &shared.deps.gate {

@@ -36,10 +36,13 @@ use crate::metrics::Metrics;
 use crate::pipeline::{Batch, Outcome, Pipeline, Relayed};
 use crate::store::chunk;
 
-/// Messages fetched at once (and so at most in flight to the writer).
+/// Messages handed to the writer at once (and pulled per request).
 const FETCH: usize = 64;
-/// How long a fetch waits for its first message.
-const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// The server sends a heartbeat this often while a pull waits; two missed
+/// make the client pull again (say after the consumer's leader moved).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A pull request lives this long.
+const PULL_EXPIRES: Duration = Duration::from_secs(30);
 /// A message not stored (a gap before it, a failed commit) comes back after this.
 const RETRY: Duration = Duration::from_secs(1);
 /// An undecodable message is offered again after this.
@@ -64,26 +67,79 @@ pub async fn serve(config: NatsSource, pipeline: Pipeline, metrics: Arc<Metrics>
     tracing::info!(stream = %config.stream, consumer = %config.consumer, "consuming forwarded events from NATS JetStream");
     let mut backoff = Duration::from_millis(100);
     loop {
-        let fetched = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            f = fetch(&consumer) => f,
-        };
-        match fetched {
-            Ok(batch) if batch.is_empty() => {}
-            Ok(batch) => {
-                process(batch, &pipeline, &metrics).await;
-                backoff = Duration::from_millis(100);
-            }
+        let pulls = consumer
+            .stream()
+            .max_messages_per_batch(FETCH)
+            .heartbeat(HEARTBEAT)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await;
+        let mut messages = match pulls {
+            Ok(m) => m,
             Err(e) => {
-                tracing::debug!(error = %e, "fetch from JetStream failed; retrying");
+                tracing::debug!(error = %e, "pull from JetStream failed; retrying");
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(100);
+        loop {
+            let batch = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                b = next_batch(&mut messages) => b,
+            };
+            match batch {
+                Ok(batch) => process(batch, &pipeline, &metrics).await,
+                Err(e) => {
+                    // The pull stream re-pulls by itself after most errors.
+                    tracing::debug!(error = %e, "pulling from JetStream");
+                    if e.is_terminal() {
+                        break;
+                    }
+                }
             }
         }
     }
+}
+
+/// A pull stream's error, and whether a new stream is needed.
+struct PullError(String, bool);
+
+impl PullError {
+    fn is_terminal(&self) -> bool {
+        self.1
+    }
+}
+
+impl std::fmt::Display for PullError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The next message, and whatever else has already arrived (at most
+/// [`FETCH`] in all), in stream order.
+async fn next_batch(messages: &mut pull::Stream) -> Result<Vec<jetstream::Message>, PullError> {
+    let first = match messages.next().await {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => {
+            let terminal = matches!(e.kind(), pull::MessagesErrorKind::ConsumerDeleted);
+            return Err(PullError(e.to_string(), terminal));
+        }
+        None => return Err(PullError("the pull stream ended".into(), true)),
+    };
+    let mut out = vec![first];
+    while out.len() < FETCH {
+        match futures_util::FutureExt::now_or_never(messages.next()) {
+            Some(Some(Ok(m))) => out.push(m),
+            _ => break,
+        }
+    }
+    Ok(out)
 }
 
 /// The durable consumer, once the stream exists.
@@ -127,22 +183,10 @@ async fn open_consumer(
     }
 }
 
-async fn fetch(consumer: &jetstream::consumer::Consumer<pull::Config>) -> Result<Vec<jetstream::Message>, String> {
-    let mut batch = consumer.batch().max_messages(FETCH).expires(FETCH_WAIT).messages().await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(m) = batch.next().await {
-        match m {
-            Ok(m) => out.push(m),
-            Err(e) if out.is_empty() => return Err(e.to_string()),
-            Err(_) => break,
-        }
-    }
-    Ok(out)
-}
-
 /// Hands every message of a fetch to the writer, then answers JetStream
 /// for each, in order.
 async fn process(batch: Vec<jetstream::Message>, pipeline: &Pipeline, metrics: &Metrics) {
+    tracing::trace!(messages = batch.len(), "fetched");
     let mut pending = Vec::with_capacity(batch.len());
     for msg in batch {
         let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
@@ -180,6 +224,7 @@ async fn process(batch: Vec<jetstream::Message>, pipeline: &Pipeline, metrics: &
     for (msg, waiting) in pending {
         let Some((rx, delivered)) = waiting else { continue };
         let outcome = rx.await.unwrap_or(Outcome::Unavailable);
+        tracing::trace!(subject = %msg.subject, delivered, ?outcome, "relayed message");
         let answer = match outcome {
             Outcome::Stored { count: stored, .. } => {
                 metrics.relay.events.fetch_add(u64::from(stored), Ordering::Relaxed);
@@ -199,8 +244,11 @@ async fn process(batch: Vec<jetstream::Message>, pipeline: &Pipeline, metrics: &
         if matches!(answer, AckKind::Ack) {
             metrics.relay.messages.fetch_add(1, Ordering::Relaxed);
         }
-        let _ = msg.ack_with(answer).await;
+        if let Err(e) = msg.ack_with(answer).await {
+            tracing::debug!(subject = %msg.subject, error = %e, "answer to JetStream not sent; it delivers the message again");
+        }
     }
+    tracing::trace!("answered");
 }
 
 /// A message as the writer's batch: its workspace and events.

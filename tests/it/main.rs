@@ -2,6 +2,7 @@
 //! each module drives the real `sluice` binary and real clients.
 
 mod common;
+mod nats_support;
 mod syslog_support;
 mod tls_support;
 
@@ -23,6 +24,7 @@ mod http_bench;
 mod http_browser;
 mod http_ingest;
 mod https;
+mod nats_forward;
 mod observability;
 mod private_files;
 mod query_api;
