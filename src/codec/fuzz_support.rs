@@ -312,3 +312,26 @@ pub fn syslog_parse_input(data: &[u8]) {
         }
     }
 }
+
+/// A relayed message body (`forward::message`, `chunk/1`), as a central
+/// node receives it from NATS: whatever the bytes, decoding never panics;
+/// every accepted part decodes with its origin numbered on, and cutting it
+/// anywhere (`chunk::slice`, as the writer does on an overlap) keeps the
+/// events after the cut, numbered on from there.
+pub fn relayed_body_input(data: &[u8]) {
+    use crate::store::chunk;
+    let Ok(parts) = crate::forward::message::relayed_parts(data, "edge", 7) else { return };
+    let mut at = 7u64;
+    for (value, count) in parts {
+        let c = chunk::decode(&value).expect("an accepted part decodes");
+        assert_eq!(c.count, count);
+        assert_eq!(c.origin, Some(chunk::Origin { node: "edge".into(), first_seq: at }));
+        for cut in [0, 1, count / 2, count].into_iter().filter(|c| *c <= count) {
+            let (rest, n) = chunk::slice(&value, cut, count).expect("an accepted part cuts");
+            assert_eq!(n, count - cut);
+            let r = chunk::decode(&rest).expect("a cut part decodes");
+            assert_eq!(r.origin.map(|o| o.first_seq), Some(at + u64::from(cut)));
+        }
+        at += u64::from(count);
+    }
+}

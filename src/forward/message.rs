@@ -174,6 +174,29 @@ fn add_lines(m: &mut Message, ws: u32, seq: u64, value: &[u8], skip: u32, limit:
     Ok(true)
 }
 
+/// A chunk-encoded body as the central node stores it: each chunk checked
+/// to decode whole (header, body, every record) and given its origin
+/// (`node`, numbered on from `first_seq`); with their event counts.
+pub fn relayed_parts(body: &[u8], node: &str, first_seq: u64) -> Result<Vec<(Vec<u8>, u32)>, String> {
+    let mut out = Vec::new();
+    let mut at = first_seq;
+    for value in parts(body)? {
+        let c = chunk::decode(value).map_err(|e| e.to_string())?;
+        if c.origin.is_some() {
+            return Err("a chunk already carries an origin".into());
+        }
+        let records = crate::record::records(&c.block).try_fold(0u32, |n, r| r.map(|_| n + 1));
+        let records = records.map_err(|e| e.to_string())?;
+        if records != c.count {
+            return Err(format!("a chunk holds {records} records, its header says {}", c.count));
+        }
+        let origin = chunk::Origin { node: node.to_string(), first_seq: at };
+        out.push((chunk::with_origin(value, &origin).map_err(|e| e.to_string())?, c.count));
+        at = at.checked_add(u64::from(c.count)).ok_or("sequence numbers overflow")?;
+    }
+    Ok(out)
+}
+
 /// Splits a chunk-encoded body into its chunk values.
 pub fn parts(body: &[u8]) -> Result<Vec<&[u8]>, String> {
     let mut out = Vec::new();

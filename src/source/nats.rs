@@ -34,7 +34,6 @@ use crate::config::NatsSource;
 use crate::forward::message::{self, header};
 use crate::metrics::Metrics;
 use crate::pipeline::{Batch, Outcome, Pipeline, Relayed};
-use crate::store::chunk;
 
 /// Messages handed to the writer at once (and pulled per request).
 const FETCH: usize = 64;
@@ -264,20 +263,10 @@ fn decode(msg: &jetstream::Message, accept_gap: bool) -> Result<(u32, Relayed), 
     let incarnation = u64::from_str_radix(&get(header::INCARNATION)?, 16).map_err(|e| format!("incarnation: {e}"))?;
     let workspace = u32::try_from(num(header::WORKSPACE)?).map_err(|e| format!("workspace: {e}"))?;
     let (from_seq, first_seq, count) = (num(header::FROM_SEQ)?, num(header::FIRST_SEQ)?, num(header::COUNT)?);
-    let mut parts = Vec::new();
-    let mut at = first_seq;
-    for value in message::parts(&msg.payload)? {
-        let c = chunk::decode(value).map_err(|e| e.to_string())?;
-        let records = crate::record::records(&c.block).try_fold(0u32, |n, r| r.map(|_| n + 1)).map_err(|e| e.to_string())?;
-        if records != c.count || c.origin.is_some() {
-            return Err(format!("a chunk holds {records} records, its header says {}", c.count));
-        }
-        let origin = chunk::Origin { node: node.clone(), first_seq: at };
-        parts.push((chunk::with_origin(value, &origin).map_err(|e| e.to_string())?, c.count));
-        at += u64::from(c.count);
-    }
-    if at - first_seq != count {
-        return Err(format!("{} events in the body, {count} in the header", at - first_seq));
+    let parts = message::relayed_parts(&msg.payload, &node, first_seq)?;
+    let events: u64 = parts.iter().map(|(_, n)| u64::from(*n)).sum();
+    if events != count {
+        return Err(format!("{events} events in the body, {count} in the header"));
     }
     Ok((workspace, Relayed { node, incarnation, from_seq, first_seq, parts, accept_gap }))
 }

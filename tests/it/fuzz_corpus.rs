@@ -6,8 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sluice::codec::fuzz_support::{
-    batch_decoder_input, frame_decoder_input, jsonl_body_input, relp_framer_input, syslog_framer_input,
-    syslog_parse_input,
+    batch_decoder_input, frame_decoder_input, jsonl_body_input, relayed_body_input, relp_framer_input,
+    syslog_framer_input, syslog_parse_input,
 };
 use sluice::codec::jsonl::{JsonlDecoder, Stream};
 use sluice::codec::tell::{Schema, append_items, decode_batch};
@@ -36,7 +36,9 @@ fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn all_inputs() -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
     for kind in ["corpus", "artifacts"] {
-        for target in ["frame_decoder", "batch_decoder", "jsonl_body", "syslog_framer", "syslog_parse", "relp_framer"] {
+        for target in
+            ["frame_decoder", "batch_decoder", "jsonl_body", "syslog_framer", "syslog_parse", "relp_framer", "relayed_body"]
+        {
             all.extend(inputs(kind, target));
         }
     }
@@ -51,6 +53,7 @@ fn corpora_are_not_empty() {
     assert!(!inputs("corpus", "syslog_framer").is_empty(), "fuzz/corpus/syslog_framer is empty");
     assert!(!inputs("corpus", "syslog_parse").is_empty(), "fuzz/corpus/syslog_parse is empty");
     assert!(!inputs("corpus", "relp_framer").is_empty(), "fuzz/corpus/relp_framer is empty");
+    assert!(!inputs("corpus", "relayed_body").is_empty(), "fuzz/corpus/relayed_body is empty");
 }
 
 #[test]
@@ -64,9 +67,19 @@ fn every_input_replays_through_both_targets_without_panicking() {
             syslog_framer_input(bytes);
             syslog_parse_input(bytes);
             relp_framer_input(bytes);
+            relayed_body_input(bytes);
         });
         assert!(replay.is_ok(), "{} panicked", path.display());
     }
+}
+
+#[test]
+fn relayed_body_corpus_holds_bodies_the_central_node_accepts() {
+    let accepted = inputs("corpus", "relayed_body")
+        .iter()
+        .filter(|(_, b)| sluice::forward::message::relayed_parts(b, "edge", 1).is_ok_and(|p| !p.is_empty()))
+        .count();
+    assert!(accepted >= 2, "fuzz/corpus/relayed_body lost its valid seeds");
 }
 
 #[test]
