@@ -64,7 +64,16 @@ fn build(dir: &Path, events: u64) {
             let permit = pipeline.reserve(chunk.len()).await;
             let (tx, done) = tokio::sync::oneshot::channel();
             let submitted = Instant::now();
-            let batch = Batch { workspace, count: PER_CHUNK, chunk, dedup: None, relayed: None, reply: Some(tx), permit, submitted };
+            let batch = Batch {
+                workspace,
+                count: PER_CHUNK,
+                chunk,
+                dedup: None,
+                relayed: None,
+                reply: Some(tx),
+                permit,
+                submitted,
+            };
             pipeline.submit(batch).expect("writer running");
             waits.push_back(done);
             while waits.len() > 256 {

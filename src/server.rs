@@ -235,7 +235,8 @@ pub async fn run(config: Config, listeners: Listeners, shutdown: CancellationTok
     services.tracker.spawn(reload_tls_on_sighup(tls, services.shutdown.clone()));
     start_listeners(&services, listeners);
     if let Some(nats) = services.config.sources.nats.clone() {
-        let (pipeline, metrics, shutdown) = (services.pipeline.clone(), services.metrics.clone(), services.shutdown.clone());
+        let (pipeline, metrics, shutdown) =
+            (services.pipeline.clone(), services.metrics.clone(), services.shutdown.clone());
         services.tracker.spawn(crate::source::nats::serve(nats, pipeline, metrics, shutdown));
     }
     let housekeeping = CancellationToken::new();

@@ -15,7 +15,14 @@ fn decode(stream: Stream, body: &str, partial: bool) -> Result<(Decoded, Vec<Val
     assert_eq!(count, decoded.stored);
     let shown = records(&block)
         .map(|r| {
-            let ev = StoredEvent { seq: 1, workspace: 1, listener: "http", chunk_peer: "p", origin: None, record: r.unwrap() };
+            let ev = StoredEvent {
+                seq: 1,
+                workspace: 1,
+                listener: "http",
+                chunk_peer: "p",
+                origin: None,
+                record: r.unwrap(),
+            };
             event_json(&ev)
         })
         .collect();

@@ -160,7 +160,8 @@ pub fn host_name() -> String {
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
     let name = if rc == 0 { String::from_utf8_lossy(&buf[..end]).into_owned() } else { String::new() };
-    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    let clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
     if clean.is_empty() { "sluice".to_string() } else { clean }
 }
 
@@ -194,7 +195,9 @@ fn servers<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let v = String::deserialize(d)?;
     if v.is_empty() || v.len() > 255 || v.chars().any(|c| c.is_whitespace() || ".*>/\\".contains(c)) {
-        return Err(serde::de::Error::custom(format!("{v:?} is not a valid NATS name (no spaces, '.', '*', '>', '/', '\\')")));
+        return Err(serde::de::Error::custom(format!(
+            "{v:?} is not a valid NATS name (no spaces, '.', '*', '>', '/', '\\')"
+        )));
     }
     Ok(v)
 }
@@ -203,7 +206,9 @@ fn name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 fn subject<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     let v = String::deserialize(d)?;
     if !valid_subject(&v, false) {
-        return Err(serde::de::Error::custom(format!("{v:?} is not a subject prefix (tokens separated by '.', no wildcards)")));
+        return Err(serde::de::Error::custom(format!(
+            "{v:?} is not a subject prefix (tokens separated by '.', no wildcards)"
+        )));
     }
     Ok(v)
 }
@@ -251,7 +256,10 @@ mod tests {
     fn defaults_and_checks() {
         let f: NatsForward = toml::from_str("servers = [\"nats://127.0.0.1:4222\"]\nstream = \"SLUICE\"").unwrap();
         assert_eq!((f.replicas, f.subject_prefix.as_str()), (1, "sluice.events"));
-        assert_eq!((f.encoding, f.ack, f.duplicate_window), (Encoding::Chunk, AckMode::Local, Duration::from_secs(120)));
+        assert_eq!(
+            (f.encoding, f.ack, f.duplicate_window),
+            (Encoding::Chunk, AckMode::Local, Duration::from_secs(120))
+        );
         assert!(!f.node().is_empty());
         for bad in [
             "servers = []\nstream = \"S\"",

@@ -170,8 +170,14 @@ mod tests {
         records(&block)
             .enumerate()
             .map(|(i, r)| {
-                let ev =
-                    StoredEvent { seq: i as u64, workspace: 1, listener: "tcp", chunk_peer: "p", origin: None, record: r.unwrap() };
+                let ev = StoredEvent {
+                    seq: i as u64,
+                    workspace: 1,
+                    listener: "tcp",
+                    chunk_peer: "p",
+                    origin: None,
+                    record: r.unwrap(),
+                };
                 event_json(&ev)
             })
             .collect()

@@ -68,7 +68,15 @@ pub fn build(
     encoding: Encoding,
 ) -> Result<Option<Message>, StoreError> {
     let chunks = snapshot.chunk_values(ws, cursor, limit.saturating_add(READ_AHEAD))?;
-    let mut m = Message { workspace: ws, from_seq: cursor, first_seq: 0, count: 0, end: cursor, too_large: 0, body: Vec::new() };
+    let mut m = Message {
+        workspace: ws,
+        from_seq: cursor,
+        first_seq: 0,
+        count: 0,
+        end: cursor,
+        too_large: 0,
+        body: Vec::new(),
+    };
     for (seq, value) in &chunks {
         let Ok((count, _, _)) = chunk::peek(value) else {
             tracing::error!(workspace = ws, first_seq = seq, "a damaged chunk cannot be forwarded; skipped");
@@ -99,7 +107,14 @@ pub fn build(
 }
 
 /// Appends events `skip..` of a chunk (cut to fit); false once full.
-fn add_chunk(m: &mut Message, seq: u64, value: &[u8], skip: u32, count: u32, limit: usize) -> Result<bool, chunk::ChunkError> {
+fn add_chunk(
+    m: &mut Message,
+    seq: u64,
+    value: &[u8],
+    skip: u32,
+    count: u32,
+    limit: usize,
+) -> Result<bool, chunk::ChunkError> {
     let room = limit.saturating_sub(m.body.len() + 4);
     if skip == 0 && value.len() <= room {
         push_part(m, seq, value, count);
@@ -122,8 +137,13 @@ fn add_chunk(m: &mut Message, seq: u64, value: &[u8], skip: u32, count: u32, lim
             return Ok(false); // the next message may have room for it alone
         }
         // One event larger than any message: skipped, counted.
-        tracing::error!(workspace = m.workspace, seq = seq + u64::from(from), bytes = part.len(), limit,
-            "an event is larger than the NATS server's max_payload; not forwarded");
+        tracing::error!(
+            workspace = m.workspace,
+            seq = seq + u64::from(from),
+            bytes = part.len(),
+            limit,
+            "an event is larger than the NATS server's max_payload; not forwarded"
+        );
         m.too_large += 1;
         m.end = seq + u64::from(from) + 1;
         from += 1;
@@ -143,23 +163,37 @@ fn push_part(m: &mut Message, seq: u64, part: &[u8], n: u32) {
 }
 
 /// Appends events `skip..` of a chunk as NDJSON lines; false once full.
-fn add_lines(m: &mut Message, ws: u32, seq: u64, value: &[u8], skip: u32, limit: usize) -> Result<bool, chunk::ChunkError> {
+fn add_lines(
+    m: &mut Message,
+    ws: u32,
+    seq: u64,
+    value: &[u8],
+    skip: u32,
+    limit: usize,
+) -> Result<bool, chunk::ChunkError> {
     let c = chunk::decode(value)?;
     let mut line = Vec::new();
     for (i, rec) in crate::record::records(&c.block).enumerate().skip(skip as usize) {
         let rec = rec.map_err(|e| chunk::ChunkError::Corrupt { reason: e.to_string() })?;
         let this = seq + i as u64;
         let origin = c.origin.as_ref().map(|o| (o.node.as_str(), o.first_seq + i as u64));
-        let ev = StoredEvent { seq: this, workspace: ws, listener: &c.listener, chunk_peer: &c.peer, origin, record: rec };
+        let ev =
+            StoredEvent { seq: this, workspace: ws, listener: &c.listener, chunk_peer: &c.peer, origin, record: rec };
         line.clear();
-        serde_json::to_writer(&mut line, &crate::export::event_json(&ev)).map_err(|e| chunk::ChunkError::Corrupt { reason: e.to_string() })?;
+        serde_json::to_writer(&mut line, &crate::export::event_json(&ev))
+            .map_err(|e| chunk::ChunkError::Corrupt { reason: e.to_string() })?;
         line.push(b'\n');
         if m.body.len() + line.len() > limit {
             if m.count > 0 {
                 return Ok(false);
             }
-            tracing::error!(workspace = ws, seq = this, bytes = line.len(), limit,
-                "an event is larger than the NATS server's max_payload; not forwarded");
+            tracing::error!(
+                workspace = ws,
+                seq = this,
+                bytes = line.len(),
+                limit,
+                "an event is larger than the NATS server's max_payload; not forwarded"
+            );
             m.too_large += 1;
             m.end = this + 1;
             continue;

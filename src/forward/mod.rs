@@ -357,10 +357,8 @@ async fn publish(shared: &Shared, msg: &message::Message) -> Option<u64> {
     let mut failures = 0u32;
     loop {
         let started = Instant::now();
-        let publish = jetstream::message::PublishMessage::build()
-            .payload(body.clone())
-            .headers(headers.clone())
-            .message_id(&id);
+        let publish =
+            jetstream::message::PublishMessage::build().payload(body.clone()).headers(headers.clone()).message_id(&id);
         let result = async {
             let ack = shared.js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?;
             ack.await.map_err(|e| e.to_string())

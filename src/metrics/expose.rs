@@ -297,12 +297,27 @@ impl Collect {
     fn nats(&self, enc: &mut DescriptorEncoder<'_>) -> Result {
         let f = &self.0.forward;
         if f.enabled.load(Ordering::Relaxed) {
-            gauge(enc, FORWARD_LAG_EVENTS, "Events committed but not yet acknowledged by JetStream.", load(&f.lag_events))?;
-            gauge(enc, FORWARD_LAG_BYTES, "Chunk bytes committed but not yet acknowledged by JetStream.", load(&f.lag_bytes))?;
+            gauge(
+                enc,
+                FORWARD_LAG_EVENTS,
+                "Events committed but not yet acknowledged by JetStream.",
+                load(&f.lag_events),
+            )?;
+            gauge(
+                enc,
+                FORWARD_LAG_BYTES,
+                "Chunk bytes committed but not yet acknowledged by JetStream.",
+                load(&f.lag_bytes),
+            )?;
             counter(enc, FORWARD_EVENTS, "Events acknowledged by JetStream.", load(&f.events))?;
             counter(enc, FORWARD_MESSAGES, "Messages acknowledged by JetStream.", load(&f.messages))?;
             counter(enc, FORWARD_FAILURES, "Publishes that failed or timed out (retried).", load(&f.failures))?;
-            counter(enc, FORWARD_TOO_LARGE, "Events larger than the server's max_payload, not forwarded.", load(&f.too_large))?;
+            counter(
+                enc,
+                FORWARD_TOO_LARGE,
+                "Events larger than the server's max_payload, not forwarded.",
+                load(&f.too_large),
+            )?;
             gauge(enc, FORWARD_HELD, "Answers waiting for JetStream (ack = \"replicated\").", load(&f.held))?;
             let help = "Publish to PubAck, per message.";
             histogram(&mut family(enc, FORWARD_PUBACK_SECONDS, help, MetricType::Histogram)?, &f.puback_seconds)?;
@@ -311,7 +326,12 @@ impl Collect {
         if r.enabled.load(Ordering::Relaxed) {
             counter(enc, RELAY_MESSAGES, "Messages taken from JetStream and acknowledged.", load(&r.messages))?;
             counter(enc, RELAY_EVENTS, "Relayed events stored.", load(&r.events))?;
-            counter(enc, RELAY_SKIPPED, "Messages whose events were stored before (redelivered, re-sent).", load(&r.skipped))?;
+            counter(
+                enc,
+                RELAY_SKIPPED,
+                "Messages whose events were stored before (redelivered, re-sent).",
+                load(&r.skipped),
+            )?;
             let help = "Messages of an unknown format or that do not decode (left unacknowledged).";
             counter(enc, RELAY_UNDECODABLE, help, load(&r.undecodable))?;
             counter(enc, RELAY_GAPS, "Messages stored although events before them never arrived.", load(&r.gaps))?;

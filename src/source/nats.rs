@@ -54,7 +54,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Runs the consumer until `shutdown`.
 pub async fn serve(config: NatsSource, pipeline: Pipeline, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     metrics.relay.enabled.store(true, Ordering::Relaxed);
-    let client = match crate::forward::connect::connect(&config.servers, &config.auth(), &format!("sluice-consume-{}", config.consumer)).await {
+    let client = match crate::forward::connect::connect(
+        &config.servers,
+        &config.auth(),
+        &format!("sluice-consume-{}", config.consumer),
+    )
+    .await
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "[sources.nats] not started");
@@ -62,44 +68,51 @@ pub async fn serve(config: NatsSource, pipeline: Pipeline, metrics: Arc<Metrics>
         }
     };
     let js = jetstream::new(client);
-    let Some(consumer) = open_consumer(&js, &config, &shutdown).await else { return };
-    tracing::info!(stream = %config.stream, consumer = %config.consumer, "consuming forwarded events from NATS JetStream");
+    // A deleted consumer (or stream) is made again once the stream exists.
+    while let Some(consumer) = open_consumer(&js, &config, &shutdown).await {
+        tracing::info!(stream = %config.stream, consumer = %config.consumer, "consuming forwarded events from NATS JetStream");
+        if !consume(&consumer, &pipeline, &metrics, &shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Pulls and stores until shutdown (false) or until the consumer is gone (true).
+async fn consume(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    pipeline: &Pipeline,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let pulls = consumer
-            .stream()
-            .max_messages_per_batch(FETCH)
-            .heartbeat(HEARTBEAT)
-            .expires(PULL_EXPIRES)
-            .messages()
-            .await;
+        let pulls =
+            consumer.stream().max_messages_per_batch(FETCH).heartbeat(HEARTBEAT).expires(PULL_EXPIRES).messages().await;
         let mut messages = match pulls {
             Ok(m) => m,
             Err(e) => {
                 tracing::debug!(error = %e, "pull from JetStream failed; retrying");
                 tokio::select! {
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => return false,
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
         };
-        backoff = Duration::from_millis(100);
         loop {
             let batch = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => return false,
                 b = next_batch(&mut messages) => b,
             };
             match batch {
-                Ok(batch) => process(batch, &pipeline, &metrics).await,
-                Err(e) => {
-                    // The pull stream re-pulls by itself after most errors.
-                    tracing::debug!(error = %e, "pulling from JetStream");
-                    if e.is_terminal() {
-                        break;
-                    }
+                Ok(batch) => process(batch, pipeline, metrics).await,
+                // The pull stream pulls again by itself after other errors.
+                Err(e) if e.is_terminal() => {
+                    tracing::warn!(error = %e, "the JetStream consumer is gone; making it again");
+                    return true;
                 }
+                Err(e) => tracing::debug!(error = %e, "pulling from JetStream"),
             }
         }
     }

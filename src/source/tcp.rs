@@ -300,7 +300,8 @@ impl Connection {
         let (tx, rx) = oneshot::channel();
         let dedup = acked.map(|h| DedupId { producer: h.producer, batch_id: h.batch_id });
         let submitted = std::time::Instant::now();
-        let batch = Batch { workspace: key.workspace, count, chunk, dedup, relayed: None, reply: Some(tx), permit, submitted };
+        let batch =
+            Batch { workspace: key.workspace, count, chunk, dedup, relayed: None, reply: Some(tx), permit, submitted };
         if self.ctx.pipeline.submit(batch).is_err() {
             self.refuse(Refusal::Unavailable, acked, deadline).await?;
             return Ok(Flow::Close(End::PipelineClosed));

@@ -32,8 +32,8 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -787,7 +787,16 @@ mod tests {
             chunk.resize(len.max(tag.len()), PAD as u8);
             let permit = self.pipeline.try_reserve(chunk.len()).expect("budget");
             let workspace = WS;
-            let batch = Batch { workspace, count, chunk, dedup, relayed: None, reply: Some(reply), permit, submitted: Instant::now() };
+            let batch = Batch {
+                workspace,
+                count,
+                chunk,
+                dedup,
+                relayed: None,
+                reply: Some(reply),
+                permit,
+                submitted: Instant::now(),
+            };
             self.pipeline.submit(batch).expect("writer running");
             rx
         }
@@ -1015,10 +1024,17 @@ mod tests {
         h.writer.join();
         let events = crate::store::query::EventsHandle::open(h._dir.path(), 1 << 20).unwrap();
         let q = crate::store::query::Query::unfiltered(WS, 100, u64::MAX);
-        let page = events.query(&q, |e| (e.seq, e.origin.map(|(n, s)| (n.to_string(), s)), e.record.get_u64(crate::record::tag::TIMESTAMP))).unwrap();
+        let page = events
+            .query(&q, |e| {
+                (e.seq, e.origin.map(|(n, s)| (n.to_string(), s)), e.record.get_u64(crate::record::tag::TIMESTAMP))
+            })
+            .unwrap();
         let origin_seqs: Vec<u64> = page.events.iter().map(|(_, o, _)| o.as_ref().unwrap().1).collect();
         assert_eq!(origin_seqs, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 20, 30]);
-        assert!(page.events.iter().all(|(_, o, ts)| Some(o.as_ref().unwrap().1) == *ts), "each event keeps its origin seq");
+        assert!(
+            page.events.iter().all(|(_, o, ts)| Some(o.as_ref().unwrap().1) == *ts),
+            "each event keeps its origin seq"
+        );
         assert_eq!(page.events.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(), (1..=13).collect::<Vec<_>>());
     }
 

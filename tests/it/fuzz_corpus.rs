@@ -36,9 +36,15 @@ fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn all_inputs() -> Vec<(PathBuf, Vec<u8>)> {
     let mut all = Vec::new();
     for kind in ["corpus", "artifacts"] {
-        for target in
-            ["frame_decoder", "batch_decoder", "jsonl_body", "syslog_framer", "syslog_parse", "relp_framer", "relayed_body"]
-        {
+        for target in [
+            "frame_decoder",
+            "batch_decoder",
+            "jsonl_body",
+            "syslog_framer",
+            "syslog_parse",
+            "relp_framer",
+            "relayed_body",
+        ] {
             all.extend(inputs(kind, target));
         }
     }

@@ -114,7 +114,8 @@ fn wait_metric(d: &Daemon, name: &str, limit: Duration, check: impl Fn(u64) -> b
         }
         if Instant::now() >= deadline {
             let text = api.get("/metrics", None).map(|r| r.body).unwrap_or_default();
-            let ours: Vec<&str> = text.lines().filter(|l| l.starts_with("sluice_relay") || l.starts_with("sluice_forward")).collect();
+            let ours: Vec<&str> =
+                text.lines().filter(|l| l.starts_with("sluice_relay") || l.starts_with("sluice_forward")).collect();
             panic!("{name} = {v} after {limit:?}\n{}\nlog:\n{}", ours.join("\n"), d.log_text());
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -143,10 +144,12 @@ fn check_central(events: &[Value], expected: &BTreeSet<String>) {
 
 fn markers(tag: &str, ids: impl IntoIterator<Item = u64>) -> impl Iterator<Item = String> {
     let tag = tag.to_string();
-    ids.into_iter().flat_map(move |id| (0..PER_BATCH).map({
-        let tag = tag.clone();
-        move |i| format!("{tag}-{id}-{i}")
-    }))
+    ids.into_iter().flat_map(move |id| {
+        (0..PER_BATCH).map({
+            let tag = tag.clone();
+            move |i| format!("{tag}-{id}-{i}")
+        })
+    })
 }
 
 /// Stops the central node once it stored `total` events; returns them.
@@ -166,7 +169,9 @@ async fn two_edges_through_an_r3_cluster_with_kills_reach_the_central_node_exact
     let k2 = hex_key(&create_key(&d2, 1).1);
     let k3 = hex_key(&create_key(&d2, 2).1);
     let servers = nats.toml_servers();
-    let edge = |d: &Path, node: &str| Daemon::start(d, &(admin_section("") + &forward_section(&servers, node, "replicas = 3")));
+    let edge = |d: &Path, node: &str| {
+        Daemon::start(d, &(admin_section("") + &forward_section(&servers, node, "replicas = 3")))
+    };
     let e1 = edge(&d1, "edge-1");
     let e2 = edge(&d2, "edge-2");
     let central = Daemon::start_with(&dc, &(admin_section("") + &central_section(&nats)), |c| {
@@ -177,9 +182,18 @@ async fn two_edges_through_an_r3_cluster_with_kills_reach_the_central_node_exact
     let ids: Vec<u64> = (1..=60).collect();
     let (a1, a2) = (e1.tcp.to_string(), e2.tcp.to_string());
     let loads = [
-        tokio::spawn({ let ids = ids.clone(); async move { send_all(&a1, &k1, "e1w1", &ids).await } }),
-        tokio::spawn({ let (a2, ids) = (a2.clone(), ids.clone()); async move { send_all(&a2, &k2, "e2w1", &ids).await } }),
-        tokio::spawn({ let ids = ids.clone(); async move { send_all(&a2, &k3, "e2w2", &ids).await } }),
+        tokio::spawn({
+            let ids = ids.clone();
+            async move { send_all(&a1, &k1, "e1w1", &ids).await }
+        }),
+        tokio::spawn({
+            let (a2, ids) = (a2.clone(), ids.clone());
+            async move { send_all(&a2, &k2, "e2w1", &ids).await }
+        }),
+        tokio::spawn({
+            let ids = ids.clone();
+            async move { send_all(&a2, &k3, "e2w2", &ids).await }
+        }),
     ];
     tokio::time::sleep(Duration::from_millis(300)).await;
     let victim = nats.stream_leader("SLUICE").unwrap_or(1);
@@ -311,7 +325,10 @@ async fn a_reader_that_is_not_sluice_reads_the_ndjson_encoding_as_export_prints_
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("edge");
     let key = hex_key(&create_key(&data, 6).1);
-    let edge = Daemon::start(&data, &(admin_section("") + &forward_section(&nats.toml_servers(), "edge-n", "encoding = \"ndjson\"")));
+    let edge = Daemon::start(
+        &data,
+        &(admin_section("") + &forward_section(&nats.toml_servers(), "edge-n", "encoding = \"ndjson\"")),
+    );
     let ids: Vec<u64> = (1..=30).collect();
     send_all(&edge.tcp.to_string(), &key, "n", &ids).await;
     wait_metric(&edge, "sluice_forward_lag_events", CONVERGE, |v| v == 0);

@@ -131,7 +131,16 @@ async fn commit(
     let permit = budget.take_permit().await?;
     let (tx, rx) = oneshot::channel();
     let submitted = std::time::Instant::now();
-    let batch = Batch { workspace: req.key.workspace, count, chunk, dedup: None, relayed: None, reply: Some(tx), permit, submitted };
+    let batch = Batch {
+        workspace: req.key.workspace,
+        count,
+        chunk,
+        dedup: None,
+        relayed: None,
+        reply: Some(tx),
+        permit,
+        submitted,
+    };
     ctx.pipeline.submit(batch).map_err(|_| Refused::unavailable("the daemon is stopping; retry"))?;
     match tokio::time::timeout(ctx.ack_timeout, rx).await {
         Ok(Ok(Outcome::Stored { first_seq, .. } | Outcome::Duplicate { first_seq, .. })) => Ok(first_seq),
