@@ -32,14 +32,14 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, Context, stream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 
 pub use gate::Gate;
 
 use crate::config::{AckMode, Encoding, NatsForward};
 use crate::metrics::Metrics;
-use crate::store::query::{Committed, EventsHandle};
+use crate::store::query::{Committed, EventsHandle, ForwardState};
 use crate::store::writer::Cursors;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -86,74 +86,95 @@ pub async fn run(config: NatsForward, deps: Deps, shutdown: CancellationToken) {
         for (&ws, &cursor) in &state.cursors {
             gate.acked(ws, cursor);
         }
-        let metrics = deps.metrics.clone();
-        tokio::spawn(sweep_gate(gate, metrics, shutdown.clone()));
+        tokio::spawn(sweep_gate(gate, deps.metrics.clone(), shutdown.clone()));
     }
-    // The lanes exist (and the lag is known) before the stream is reached:
-    // notices are followed while NATS is away.
-    let (metrics, events) = (deps.metrics.clone(), deps.events.clone());
-    let mut lanes: HashMap<u32, Arc<Lane>> = HashMap::new();
-    for (&ws, &next) in &state.next_seqs {
-        let cursor = state.cursors.get(&ws).copied().unwrap_or(1);
-        lanes.insert(ws, Arc::new(Lane::new(next, cursor, &metrics)));
-    }
-    let (ready_tx, mut ready) = tokio::sync::oneshot::channel();
-    {
-        let (js, config, shutdown) = (js.clone(), config.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Some(stream) = ensure_stream(&js, &config, &shutdown).await {
-                let _ = ready_tx.send(stream);
-            }
-        });
-    }
-    let mut shared: Option<Arc<Shared>> = None;
+    let mut ready = reach_stream(js.clone(), config.clone(), shutdown.clone());
+    let mut lanes = Lanes::new(&state, deps.metrics.clone(), deps.events.clone());
     let mut deps = Some(deps);
     loop {
-        let notice = tokio::select! {
+        tokio::select! {
             _ = shutdown.cancelled() => return,
-            stream = &mut ready, if shared.is_none() => {
-                let Ok(stream) = stream else { return };
+            stream = &mut ready, if lanes.shared.is_none() => {
+                let (Ok(stream), Some(deps)) = (stream, deps.take()) else { return };
                 tracing::info!(stream = %config.stream, node = %node, incarnation = format!("{:016x}", state.incarnation),
                     "forwarding committed events to NATS JetStream");
-                let Some(deps) = deps.take() else { return };
-                let s = Arc::new(Shared {
-                    js: js.clone(),
-                    client: client.clone(),
-                    stream,
-                    config: config.clone(),
-                    node: node.clone(),
-                    incarnation: state.incarnation,
-                    deps,
-                    shutdown: shutdown.clone(),
-                });
-                for (&ws, lane) in &lanes {
-                    tokio::spawn(forward_workspace(s.clone(), ws, lane.clone()));
-                }
-                shared = Some(s);
-                continue;
+                let (config, node, incarnation, shutdown) = (config.clone(), node.clone(), state.incarnation, shutdown.clone());
+                lanes.start(Shared { js: js.clone(), client: client.clone(), stream, config, node, incarnation, deps, shutdown });
             }
-            notice = notices.recv() => notice,
-        };
-        let mut open = |ws: u32, committed: u64| -> Arc<Lane> {
-            let lane = lanes.entry(ws).or_insert_with(|| {
-                let lane = Arc::new(Lane::new(committed, state.cursors.get(&ws).copied().unwrap_or(1), &metrics));
-                if let Some(s) = &shared {
-                    tokio::spawn(forward_workspace(s.clone(), ws, lane.clone()));
-                }
-                lane
-            });
-            lane.clone()
-        };
-        match notice {
-            Ok(c) => open(c.workspace, c.first_seq).committed(&c, &metrics),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                // Missed notices: every lane looks again (lag bytes are then estimates).
-                let Ok(now) = events.forward_state() else { continue };
-                for (ws, next) in now.next_seqs {
-                    open(ws, next).caught_up_to(next, &metrics);
-                }
+            notice = notices.recv() => match notice {
+                Ok(c) => lanes.committed(&c),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => lanes.look_again(),
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+        }
+    }
+}
+
+/// Creates or opens the stream in the background (retrying until it works);
+/// the receiver gets it once it is there.
+fn reach_stream(js: Context, config: NatsForward, shutdown: CancellationToken) -> oneshot::Receiver<stream::Stream> {
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        if let Some(stream) = ensure_stream(&js, &config, &shutdown).await {
+            let _ = tx.send(stream);
+        }
+    });
+    rx
+}
+
+/// Every workspace's lane. Lanes exist (and the lag is known) from the
+/// start, so notices are followed while NATS is away; their tasks start
+/// once the stream is reached.
+struct Lanes {
+    lanes: HashMap<u32, Arc<Lane>>,
+    /// The cursors as committed at start (for workspaces first seen later).
+    cursors: HashMap<u32, u64>,
+    shared: Option<Arc<Shared>>,
+    metrics: Arc<Metrics>,
+    events: EventsHandle,
+}
+
+impl Lanes {
+    fn new(state: &ForwardState, metrics: Arc<Metrics>, events: EventsHandle) -> Lanes {
+        let mut lanes = Lanes { lanes: HashMap::new(), cursors: state.cursors.clone(), shared: None, metrics, events };
+        for (&ws, &next) in &state.next_seqs {
+            lanes.open(ws, next);
+        }
+        lanes
+    }
+
+    /// The stream is there: every lane starts publishing.
+    fn start(&mut self, shared: Shared) {
+        let shared = Arc::new(shared);
+        for (&ws, lane) in &self.lanes {
+            tokio::spawn(forward_workspace(shared.clone(), ws, lane.clone()));
+        }
+        self.shared = Some(shared);
+    }
+
+    fn open(&mut self, ws: u32, committed: u64) -> Arc<Lane> {
+        let (cursors, shared, metrics) = (&self.cursors, &self.shared, &self.metrics);
+        let lane = self.lanes.entry(ws).or_insert_with(|| {
+            let lane = Arc::new(Lane::new(committed, cursors.get(&ws).copied().unwrap_or(1), metrics));
+            if let Some(s) = shared {
+                tokio::spawn(forward_workspace(s.clone(), ws, lane.clone()));
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            lane
+        });
+        lane.clone()
+    }
+
+    fn committed(&mut self, c: &Committed) {
+        let metrics = self.metrics.clone();
+        self.open(c.workspace, c.first_seq).committed(c, &metrics);
+    }
+
+    /// Missed notices: every lane looks again (lag bytes are then estimates).
+    fn look_again(&mut self) {
+        let Ok(now) = self.events.forward_state() else { return };
+        let metrics = self.metrics.clone();
+        for (ws, next) in now.next_seqs {
+            self.open(ws, next).caught_up_to(next, &metrics);
         }
     }
 }
