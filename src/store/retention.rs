@@ -315,6 +315,26 @@ mod tests {
     }
 
     #[test]
+    fn chunks_not_forwarded_yet_are_kept_by_age_and_by_size_unless_allowed() {
+        let s = Store::new();
+        for (ws, seq, at) in [(1, 1, 100), (1, 2, 200), (1, 3, 300), (2, 1, 150), (2, 2, 250)] {
+            s.add(ws, seq, at, 1000);
+        }
+        // Workspace 1 is forwarded up to seq 2 (its cursor is 3), workspace 2 not at all.
+        let tx = s.db.begin_write().unwrap();
+        tx.open_table(FORWARD_CURSOR).unwrap().insert(1, 3).unwrap();
+        tx.commit().unwrap();
+        let held = |p: Policy| Policy { hold_unforwarded: true, ..p };
+        let t = s.trim(held(policy(Some(10), None)), 1000);
+        assert_eq!(t.chunks, 2, "by age, only what was forwarded");
+        assert_eq!(s.keys(), [(1, 3), (2, 1), (2, 2)]);
+        let t = s.trim(held(policy(None, Some(1))), 1000);
+        assert_eq!(t.chunks, 0, "by size too: the store stays over its limit");
+        let t = s.trim(policy(None, Some(1)), 1000);
+        assert_eq!(t.chunks, 3, "retention_may_drop_unforwarded: as usual");
+    }
+
+    #[test]
     fn size_deletes_the_oldest_data_of_any_workspace_first_and_keeps_the_counter_exact() {
         let s = Store::new();
         for (ws, seq, at) in [(1, 1, 100), (2, 1, 200), (1, 2, 300), (2, 2, 400)] {
