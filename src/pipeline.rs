@@ -78,6 +78,14 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The chunk bytes it holds (of every part, for a relayed batch).
+    pub fn bytes(&self) -> usize {
+        match &self.relayed {
+            Some(r) => r.parts.iter().map(|(v, _)| v.len()).sum(),
+            None => self.chunk.len(),
+        }
+    }
+
     /// Reports the outcome, if anyone is listening.
     pub fn complete(&mut self, outcome: Outcome) {
         if let Some(reply) = self.reply.take() {

@@ -9,10 +9,11 @@
 //! transaction. A message is acknowledged to JetStream only after that
 //! commit; a redelivered or re-sent one is acknowledged and skipped. A
 //! message whose earlier events have not arrived is refused by the writer
-//! and delivered again later (`Nak` with a delay), so a redelivery that
-//! overtakes a later message cannot be lost; one that stays out for
-//! [`GAP_DELIVERIES`] deliveries is stored anyway and counted in
-//! `sluice_relay_gaps_total` (JetStream lost it, say a purge).
+//! and delivered again later (`Nak` with a growing delay), so a redelivery
+//! that overtakes a later message cannot be lost; one whose gap stays open
+//! for [`GAP_DELIVERIES`] deliveries (minutes, far past the ack wait) is
+//! stored anyway and counted in `sluice_relay_gaps_total` (JetStream lost
+//! the events before it, say a purge).
 //!
 //! Fetched messages are processed strictly in stream order, several at a
 //! time (they share group commits). A message of an unknown format, or that
@@ -37,16 +38,26 @@ use crate::pipeline::{Batch, Outcome, Pipeline, Relayed};
 
 /// Messages handed to the writer at once (and pulled per request).
 const FETCH: usize = 64;
+/// Bytes pulled per request (or one message of the server's `max_payload`
+/// if that is more): far below what a server lets a client owe it
+/// (`max_pending`, 64 MB by default) before it cuts it off as a slow
+/// consumer, whatever the messages' size.
+const FETCH_BYTES: usize = 16 << 20;
 /// The server sends a heartbeat this often while a pull waits; two missed
 /// make the client pull again (say after the consumer's leader moved).
 const HEARTBEAT: Duration = Duration::from_secs(5);
 /// A pull request lives this long.
 const PULL_EXPIRES: Duration = Duration::from_secs(30);
-/// A message not stored (a gap before it, a failed commit) comes back after this.
+/// A message not stored (a gap before it, a failed commit) comes back after
+/// this many seconds per delivery so far, at most [`RETRY_MAX`]: the waits
+/// before [`GAP_DELIVERIES`] add up to far longer than [`ACK_WAIT`], so a
+/// message before it that was lost in flight is delivered again first.
 const RETRY: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
 /// An undecodable message is offered again after this.
 const UNDECODABLE_RETRY: Duration = Duration::from_secs(300);
-/// Deliveries after which a gap before a message is accepted.
+/// Deliveries after which a gap before a message is accepted (after about
+/// 7 minutes of waiting for the events before it).
 pub const GAP_DELIVERIES: i64 = 30;
 const ACK_WAIT: Duration = Duration::from_secs(60);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -67,11 +78,12 @@ pub async fn serve(config: NatsSource, pipeline: Pipeline, metrics: Arc<Metrics>
             return;
         }
     };
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     // A deleted consumer (or stream) is made again once the stream exists.
     while let Some(consumer) = open_consumer(&js, &config, &shutdown).await {
         tracing::info!(stream = %config.stream, consumer = %config.consumer, "consuming forwarded events from NATS JetStream");
-        if !consume(&consumer, &pipeline, &metrics, &shutdown).await {
+        let fetch_bytes = FETCH_BYTES.max(client.max_payload());
+        if !consume(&consumer, fetch_bytes, &pipeline, &metrics, &shutdown).await {
             return;
         }
     }
@@ -80,6 +92,7 @@ pub async fn serve(config: NatsSource, pipeline: Pipeline, metrics: Arc<Metrics>
 /// Pulls and stores until shutdown (false) or until the consumer is gone (true).
 async fn consume(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
+    fetch_bytes: usize,
     pipeline: &Pipeline,
     metrics: &Metrics,
     shutdown: &CancellationToken,
@@ -87,7 +100,8 @@ async fn consume(
     let mut backoff = Duration::from_millis(100);
     loop {
         let pulls =
-            consumer.stream().max_messages_per_batch(FETCH).heartbeat(HEARTBEAT).expires(PULL_EXPIRES).messages().await;
+            consumer.stream().max_messages_per_batch(FETCH).max_bytes_per_batch(fetch_bytes).heartbeat(HEARTBEAT);
+        let pulls = pulls.expires(PULL_EXPIRES).messages().await;
         let mut messages = match pulls {
             Ok(m) => m,
             Err(e) => {
@@ -251,7 +265,7 @@ async fn process(batch: Vec<jetstream::Message>, pipeline: &Pipeline, metrics: &
                 AckKind::Ack
             }
             // A gap or a failed commit: again later, in order with the rest.
-            Outcome::Unavailable => AckKind::Nak(Some(RETRY)),
+            Outcome::Unavailable => AckKind::Nak(Some((RETRY * delivered.max(1) as u32).min(RETRY_MAX))),
         };
         if matches!(answer, AckKind::Ack) {
             metrics.relay.messages.fetch_add(1, Ordering::Relaxed);

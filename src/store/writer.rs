@@ -317,12 +317,12 @@ impl State {
 
     /// The first batch plus whatever is queued, up to the commit size.
     fn gather(&self, rx: &Receiver<Batch>, first: Batch) -> Vec<Batch> {
-        let mut bytes = first.chunk.len();
+        let mut bytes = first.bytes();
         let mut group = vec![first];
         while bytes < self.config.max_commit_bytes {
             match rx.try_recv() {
                 Ok(b) => {
-                    bytes += b.chunk.len();
+                    bytes += b.bytes();
                     group.push(b);
                 }
                 Err(_) => break,
@@ -386,7 +386,7 @@ impl State {
         match write_group(db, &group, &cursors, counters, self.config.dedup_window) {
             Ok(done) if group.is_empty() => self.committed(group, done),
             Ok(done) => {
-                let bytes = group.iter().map(|b| b.chunk.len()).sum();
+                let bytes = group.iter().map(Batch::bytes).sum();
                 self.metrics.store.observe_commit(started.elapsed(), group.len(), bytes);
                 self.metrics.stages.observe(Stage::Write, done.write);
                 self.metrics.stages.observe(Stage::Commit, done.commit);
@@ -417,13 +417,10 @@ impl State {
                 Outcome::Stored { count, first_seq } => {
                     stored += u64::from(count);
                     if count > 0 {
-                        let bytes = match &batch.relayed {
-                            Some(r) => r.parts.iter().map(|(v, _)| v.len() as u64).sum(),
-                            None => batch.chunk.len() as u64,
-                        };
+                        let bytes = batch.bytes() as u64;
                         self.shared.publish(Committed { workspace: batch.workspace, first_seq, count, bytes });
                     }
-                    store.chunk_bytes_stored.fetch_add(batch.chunk.len() as u64, Ordering::Relaxed);
+                    store.chunk_bytes_stored.fetch_add(batch.bytes() as u64, Ordering::Relaxed);
                 }
                 Outcome::Duplicate { .. } => {
                     store.duplicates.fetch_add(1, Ordering::Relaxed);
