@@ -6,10 +6,10 @@ use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 
+use common::acked::{marked_batch, stream_acked};
 use common::{Daemon, create_key, export, hex_key};
-use sluice::client::{AckedClient, tell_batch};
+use sluice::client::AckedClient;
 use sluice::codec::ack::Status;
-use tell_encoding::{EventParams, EventType};
 
 const BATCHES: u64 = 300;
 const PER_BATCH: usize = 20;
@@ -17,51 +17,12 @@ const WINDOW: usize = 16;
 const KILL_AFTER_ACKS: usize = 60;
 
 fn batch(key: &[u8; 16], id: u64) -> Vec<u8> {
-    let payloads: Vec<String> = (0..PER_BATCH).map(|i| format!("{{\"marker\":\"{id}-{i}\"}}")).collect();
-    let events: Vec<EventParams<'_>> = payloads
-        .iter()
-        .map(|p| EventParams {
-            event_type: EventType::Track,
-            timestamp: 1,
-            service: None,
-            device_id: Some(&[1u8; 16]),
-            session_id: None,
-            event_name: Some("crash-test"),
-            payload: Some(p.as_bytes()),
-        })
-        .collect();
-    tell_batch(key, id, &events)
+    marked_batch(key, "", id, PER_BATCH)
 }
 
-/// Streams batches `ids` with a window of outstanding acks; returns the ids
-/// acknowledged as durable. Stops quietly when the connection breaks.
-async fn stream(client: &mut AckedClient, key: &[u8; 16], ids: &[u64], mut on_ack: impl FnMut(usize)) -> BTreeSet<u64> {
-    let mut durable = BTreeSet::new();
-    let mut next = 0;
-    loop {
-        while next < ids.len() && client.outstanding() < WINDOW {
-            if client.send(ids[next], &batch(key, ids[next])).await.is_err() {
-                return durable;
-            }
-            next += 1;
-        }
-        if client.flush().await.is_err() || client.outstanding() == 0 {
-            return durable;
-        }
-        match client.recv_ack().await {
-            Ok(ack) => {
-                assert!(
-                    matches!(ack.status, Status::Stored | Status::Duplicate | Status::Unavailable),
-                    "unexpected {ack:?}"
-                );
-                if ack.status.is_durable() {
-                    durable.insert(ack.batch_id);
-                }
-                on_ack(durable.len());
-            }
-            Err(_) => return durable,
-        }
-    }
+/// Streams batches `ids`; returns the ids acknowledged as durable.
+async fn stream(client: &mut AckedClient, key: &[u8; 16], ids: &[u64], on_ack: impl FnMut(usize)) -> BTreeSet<u64> {
+    stream_acked(client, ids, WINDOW, |id| batch(key, id), on_ack).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

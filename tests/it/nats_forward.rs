@@ -9,10 +9,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use sluice::client::{AckedClient, tell_batch};
+use sluice::client::AckedClient;
 use sluice::codec::ack::Status;
-use tell_encoding::{EventParams, EventType};
 
+use crate::common::acked::{marked_batch, stream_acked};
 use crate::common::admin::{ApiClient, admin_section, metric};
 use crate::common::{Daemon, create_key, export, hex_key};
 use crate::nats_support::{NatsCluster, consume_ndjson};
@@ -33,54 +33,18 @@ fn central_section(nats: &NatsCluster) -> String {
 
 /// A batch of `PER_BATCH` events whose payloads carry `<tag>-<id>-<i>`.
 fn batch(key: &[u8; 16], tag: &str, id: u64) -> Vec<u8> {
-    let payloads: Vec<String> = (0..PER_BATCH).map(|i| format!("{{\"marker\":\"{tag}-{id}-{i}\"}}")).collect();
-    let events: Vec<EventParams<'_>> = payloads
-        .iter()
-        .map(|p| EventParams {
-            event_type: EventType::Track,
-            timestamp: 1,
-            service: None,
-            device_id: Some(&[1u8; 16]),
-            session_id: None,
-            event_name: Some("forward-test"),
-            payload: Some(p.as_bytes()),
-        })
-        .collect();
-    tell_batch(key, id, &events)
+    marked_batch(key, &format!("{tag}-"), id, PER_BATCH)
 }
 
-/// Streams batches `ids` with a window of acks outstanding; returns the
-/// ids acknowledged durable. Stops quietly when the connection breaks;
-/// `on_ack` sees the count so far.
+/// Streams batches `ids`; returns the ids acknowledged durable.
 async fn stream(
     client: &mut AckedClient,
     key: &[u8; 16],
     tag: &str,
     ids: &[u64],
-    mut on_ack: impl FnMut(usize),
+    on_ack: impl FnMut(usize),
 ) -> BTreeSet<u64> {
-    let mut durable = BTreeSet::new();
-    let mut next = 0;
-    loop {
-        while next < ids.len() && client.outstanding() < WINDOW {
-            if client.send(ids[next], &batch(key, tag, ids[next])).await.is_err() {
-                return durable;
-            }
-            next += 1;
-        }
-        if client.flush().await.is_err() || client.outstanding() == 0 {
-            return durable;
-        }
-        match client.recv_ack().await {
-            Ok(ack) => {
-                if ack.status.is_durable() {
-                    durable.insert(ack.batch_id);
-                }
-                on_ack(durable.len());
-            }
-            Err(_) => return durable,
-        }
-    }
+    stream_acked(client, ids, WINDOW, |id| batch(key, tag, id), on_ack).await
 }
 
 /// Sends `ids` until every one is acknowledged durable (resending what was

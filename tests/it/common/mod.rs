@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod acked;
 pub mod admin;
 
 use std::io::{BufRead, BufReader};
