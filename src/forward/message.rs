@@ -2,9 +2,10 @@
 //! cursor on, as one message of at most the server's `max_payload`.
 //!
 //! `encoding = "chunk"`: the body is stored chunk values, each preceded by
-//! its length (`len:u32be value`), in sequence order. A chunk that starts
-//! before the cursor or does not fit whole is cut into a chunk of the
-//! events that do (`store::chunk::slice`). `encoding = "ndjson"`: the body
+//! its length (`len:u32be value`), in sequence order. A message ends before
+//! a chunk that does not fit; only a chunk too large for any message, or
+//! one that starts before the cursor, is cut into a chunk of the events
+//! that fit (`store::chunk::slice`, which recompresses). `encoding = "ndjson"`: the body
 //! is the events as `sluice export` prints them, one JSON object a line.
 //! An event too large for a message on its own is skipped and counted.
 //!
@@ -120,6 +121,9 @@ fn add_chunk(
         push_part(m, seq, value, count);
         return Ok(true);
     }
+    if m.count > 0 {
+        return Ok(false); // the next message takes it whole: cutting costs a recompression
+    }
     // Cut: the most events from `skip` on that fit, halving until they do.
     let mut take = count - skip;
     let mut from = skip;
@@ -132,9 +136,6 @@ fn add_chunk(
         if take > 1 {
             take /= 2;
             continue;
-        }
-        if m.count > 0 {
-            return Ok(false); // the next message may have room for it alone
         }
         // One event larger than any message: skipped, counted.
         tracing::error!(
@@ -243,4 +244,91 @@ pub fn parts(body: &[u8]) -> Result<Vec<&[u8]>, String> {
         rest = &rest[4 + len..];
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::query::EventsHandle;
+
+    /// A data dir with chunks of `sizes[i]` events each (`pad` bytes of
+    /// incompressible payload per event), in workspace 1.
+    fn store(sizes: &[u32], pad: usize) -> (tempfile::TempDir, EventsHandle) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seq = 1u64;
+        let mut rows = Vec::new();
+        for &n in sizes {
+            let mut b = chunk::ChunkBuilder::with_capacity(64);
+            for i in 0..n {
+                let block = b.records(1);
+                block.begin(crate::record::Kind::Event, 1);
+                let mut x = (seq + u64::from(i)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let noise: Vec<u8> = (0..pad)
+                    .map(|_| {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        x as u8
+                    })
+                    .collect();
+                block.bytes(crate::record::tag::PAYLOAD, &noise);
+                block.end();
+            }
+            rows.push((seq, b.seal("tcp", "p").0));
+            seq += u64::from(n);
+        }
+        let db = crate::store::events::open(&dir.path().join(crate::store::EVENTS_FILE), 1 << 20).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut chunks = crate::store::rows::ChunkRows::open(&tx).unwrap();
+            for (seq, value) in &rows {
+                chunks.insert((1, *seq), value).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+        drop(db);
+        let events = EventsHandle::open(dir.path(), 1 << 20).unwrap();
+        (dir, events)
+    }
+
+    fn all(events: &EventsHandle, limit: usize) -> Vec<Message> {
+        let mut out = Vec::new();
+        let mut cursor = 1;
+        while let Some(m) = build(&events.snapshot().unwrap(), 1, cursor, limit, Encoding::Chunk).unwrap() {
+            cursor = m.end;
+            out.push(m);
+        }
+        out
+    }
+
+    #[test]
+    fn messages_end_between_chunks_and_cut_only_a_chunk_too_large_for_any() {
+        let (_dir, events) = store(&[10, 10, 10, 40], 100);
+        let one = 10 * 100 + 200; // a 10-event chunk, with room to spare
+        let messages = all(&events, 2 * one);
+        let spans: Vec<(u64, u32)> = messages.iter().map(|m| (m.first_seq, m.count)).collect();
+        // Two whole chunks, then one (the next does not fit whole), then the
+        // 40-event chunk in cut pieces that follow each other.
+        assert_eq!(&spans[..2], &[(1, 20), (21, 10)]);
+        let mut next = 31;
+        for m in &messages[2..] {
+            assert_eq!(m.first_seq, next, "{spans:?}");
+            assert!(m.body.len() <= 2 * one);
+            next += u64::from(m.count);
+        }
+        assert_eq!(next, 71, "every event forwarded once: {spans:?}");
+        for m in &messages {
+            let parts = relayed_parts(&m.body, "e", m.first_seq).unwrap();
+            assert_eq!(parts.iter().map(|(_, n)| n).sum::<u32>(), m.count);
+        }
+    }
+
+    #[test]
+    fn an_event_larger_than_any_message_is_skipped_and_counted() {
+        let (_dir, events) = store(&[1, 1, 1], 5000);
+        let messages = all(&events, 1000);
+        assert!(messages.iter().all(|m| m.count == 0));
+        assert_eq!(messages.iter().map(|m| m.too_large).sum::<u32>(), 3);
+        assert_eq!(messages.last().unwrap().end, 4);
+    }
 }

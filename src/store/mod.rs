@@ -20,7 +20,7 @@ pub mod fault;
 pub mod query;
 pub mod reader;
 pub mod retention;
-mod rows;
+pub(crate) mod rows;
 pub mod writer;
 
 use std::path::Path;
