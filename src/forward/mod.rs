@@ -44,6 +44,8 @@ use crate::store::writer::Cursors;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Entries a workspace keeps for its lag in bytes (see `Progress::pending`).
+const MAX_PENDING: usize = 4096;
 /// How often answers held too long are released as `unavailable`.
 const GATE_SWEEP: Duration = Duration::from_millis(100);
 
@@ -202,7 +204,8 @@ struct Progress {
     committed: u64,
     /// The next sequence number JetStream does not have.
     cursor: u64,
-    /// Chunks committed since start and not yet forwarded: (end, bytes).
+    /// Chunks committed since start and not yet forwarded: (end, bytes), at
+    /// most [`MAX_PENDING`] entries.
     pending: VecDeque<(u64, u64)>,
 }
 
@@ -243,7 +246,13 @@ impl Lane {
             if end <= p.cursor {
                 return (0, 0); // already forwarded: the task read it before this notice came
             }
-            p.pending.push_back((end, c.bytes));
+            // Bounded while NATS is away: later chunks join the last entry
+            // (their bytes then leave the gauge when all of it is forwarded).
+            let full = p.pending.len() >= MAX_PENDING;
+            match p.pending.back_mut() {
+                Some(back) if full => *back = (end, back.1 + c.bytes),
+                _ => p.pending.push_back((end, c.bytes)),
+            }
             (c.bytes, 0)
         });
         self.wake.notify_one();
