@@ -7,9 +7,14 @@
 # playwright-core and @tell-rs/browser; promtool from Debian's prometheus
 # package, tmux for `sluice top`, Debian's nats-server for the JetStream
 # tests and nats-py, pinned by hash in tests/nats/requirements.txt, in a
-# throwaway venv target/nats-py-venv), then runs
+# throwaway venv target/nats-py-venv; for the OTLP source, the OpenTelemetry
+# Python SDK with its OTLP/HTTP protobuf exporter, pinned by hash with every
+# dependency in tests/otlp/requirements.txt, in a throwaway venv
+# target/otlp-py-venv, and the OpenTelemetry JS logs SDK with its OTLP/HTTP
+# JSON exporter, pinned in tests/otlp/package-lock.json), then runs
 # every test target: unit, integration (real daemon, Tell SDK, logger,
-# rsyslog), fuzz-corpus replay, and each criterion bench once in test mode.
+# rsyslog, OpenTelemetry), fuzz-corpus replay, and each criterion bench once
+# in test mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +55,23 @@ if ! cmp -s tests/nats/requirements.txt "$venv/requirements.txt"; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input \
         --require-hashes --only-binary=:all: -r tests/nats/requirements.txt
     cp tests/nats/requirements.txt "$venv/requirements.txt"
+fi
+
+# The OTLP tests' clients (tests/otlp/send.py, tests/otlp/send_logs.mjs): the
+# Python venv is rebuilt only when the pins change, the JS packages are
+# reinstalled when missing or when the lockfile is newer than the install.
+venv=target/otlp-py-venv
+if ! cmp -s tests/otlp/requirements.txt "$venv/requirements.txt"; then
+    echo "creating $venv (OpenTelemetry SDK from tests/otlp/requirements.txt)" >&2
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input \
+        --require-hashes --only-binary=:all: -r tests/otlp/requirements.txt
+    cp tests/otlp/requirements.txt "$venv/requirements.txt"
+fi
+if [ ! -d tests/otlp/node_modules/@opentelemetry/exporter-logs-otlp-http ] ||
+    [ tests/otlp/package-lock.json -nt tests/otlp/node_modules/.package-lock.json ]; then
+    npm ci --prefix tests/otlp --no-audit --no-fund --loglevel=error
 fi
 
 if [ ! -d tests/browser/node_modules/playwright-core ]; then

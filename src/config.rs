@@ -24,6 +24,8 @@ mod http;
 pub use http::{BodyLimit, CorsOrigin, DEFAULT_HTTP_ADDR, HttpSource, RateLimit, RateScope};
 mod nats;
 pub use nats::{AckMode, Encoding, ForwardConfig, NatsAuth, NatsForward, NatsSource};
+mod otlp;
+pub use otlp::{DEFAULT_OTLP_ADDR, OtlpSource};
 mod retention;
 pub use retention::RetentionConfig;
 mod syslog;
@@ -79,6 +81,8 @@ pub struct Sources {
     pub syslog_udp: Option<SyslogUdpSource>,
     /// `[sources.http]`: HTTP ingest (JSON lines, Tell batches).
     pub http: Option<HttpSource>,
+    /// `[sources.otlp]`: OTLP/HTTP (OpenTelemetry logs, metrics, traces).
+    pub otlp: Option<OtlpSource>,
     /// `[sources.nats]`: events forwarded by edge nodes, from JetStream.
     pub nats: Option<NatsSource>,
 }
@@ -354,6 +358,7 @@ impl Config {
             ("syslog_tls", "sources.syslog_tls.tls", s.syslog_tls.as_ref().and_then(|t| t.tls.as_ref())),
             ("relp", "sources.relp.tls", s.relp.as_ref().and_then(|t| t.tls.as_ref())),
             ("http", "sources.http.tls", s.http.as_ref().and_then(|t| t.tls.as_ref())),
+            ("otlp", "sources.otlp.tls", s.otlp.as_ref().and_then(|t| t.tls.as_ref())),
             ("admin", "admin.tls", self.admin.as_ref().and_then(|t| t.tls.as_ref())),
         ]
         .into_iter()
@@ -376,6 +381,7 @@ impl Config {
                 relp: Some(SyslogTcpSource::at(relp, DEFAULT_SYSLOG_WORKSPACE)),
                 syslog_udp: Some(SyslogUdpSource::at(syslog, DEFAULT_SYSLOG_WORKSPACE)),
                 http: Some(HttpSource::default_listener()),
+                otlp: Some(OtlpSource::default_listener()),
                 nats: None,
             },
             pipeline: PipelineConfig::default(),

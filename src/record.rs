@@ -26,6 +26,8 @@ pub enum Kind {
     Log = 2,
     Metric = 3,
     Syslog = 4,
+    /// An OpenTelemetry span.
+    Span = 5,
 }
 
 impl Kind {
@@ -35,6 +37,7 @@ impl Kind {
             2 => Some(Kind::Log),
             3 => Some(Kind::Metric),
             4 => Some(Kind::Syslog),
+            5 => Some(Kind::Span),
             _ => None,
         }
     }
@@ -45,12 +48,15 @@ impl Kind {
             Kind::Log => "log",
             Kind::Metric => "metric",
             Kind::Syslog => "syslog",
+            Kind::Span => "span",
         }
     }
 
+    pub const ALL: [Kind; 5] = [Kind::Event, Kind::Log, Kind::Metric, Kind::Syslog, Kind::Span];
+
     /// The kind [`Kind::name`] names.
     pub fn from_name(name: &str) -> Option<Kind> {
-        [Kind::Event, Kind::Log, Kind::Metric, Kind::Syslog].into_iter().find(|k| k.name() == name)
+        Kind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -96,6 +102,72 @@ pub mod tag {
     pub const FLAGS: u8 = 19;
     /// str: zone for syslog timestamps that carry none (absent: UTC).
     pub const TIMEZONE: u8 = 20;
+
+    // OpenTelemetry (OTLP) records. Structured values are stored as JSON
+    // text (attributes as one object, `AnyValue`s as plain JSON values).
+
+    /// JSON object: the record's (or data point's) attributes.
+    pub const ATTRIBUTES: u8 = 21;
+    /// JSON object: the resource's attributes.
+    pub const RESOURCE: u8 = 22;
+    /// JSON object: the instrumentation scope (`name`, `version`, `attributes`).
+    pub const SCOPE: u8 = 23;
+    /// JSON value: a log record's body.
+    pub const BODY: u8 = 24;
+    /// 16 bytes: trace id.
+    pub const TRACE_ID: u8 = 25;
+    /// 8 bytes: span id.
+    pub const SPAN_ID: u8 = 26;
+    /// 8 bytes: a span's parent span id.
+    pub const PARENT_SPAN_ID: u8 = 27;
+    /// u64: the record's time, ns since the epoch (log time, data point time).
+    pub const TIME_NS: u8 = 28;
+    /// u64: when the log record was observed, ns since the epoch.
+    pub const OBSERVED_NS: u8 = 29;
+    /// u64: a span's or cumulative data point's start, ns since the epoch.
+    pub const START_NS: u8 = 30;
+    /// u64: a span's end, ns since the epoch.
+    pub const END_NS: u8 = 31;
+    /// u8: OTLP severity number (1..=24).
+    pub const SEVERITY_NUMBER: u8 = 32;
+    /// str: severity text as sent.
+    pub const SEVERITY_TEXT: u8 = 33;
+    /// str: a span's name.
+    pub const SPAN_NAME: u8 = 34;
+    /// u8: OTLP span kind (1 internal .. 5 consumer).
+    pub const SPAN_KIND: u8 = 35;
+    /// u8: OTLP status code (0 unset, 1 ok, 2 error).
+    pub const STATUS_CODE: u8 = 36;
+    /// str: a span's status message.
+    pub const STATUS_MESSAGE: u8 = 37;
+    /// JSON array: a span's events.
+    pub const SPAN_EVENTS: u8 = 38;
+    /// JSON array: a span's links.
+    pub const SPAN_LINKS: u8 = 39;
+    /// str: W3C trace state.
+    pub const TRACE_STATE: u8 = 40;
+    /// u32: OTLP flags of a log record, span or data point (for records
+    /// and spans the W3C trace flags are the low byte).
+    pub const OTLP_FLAGS: u8 = 41;
+    /// i64: an integer metric value (OTLP `as_int`).
+    pub const METRIC_INT: u8 = 42;
+    /// str: a metric's unit.
+    pub const METRIC_UNIT: u8 = 43;
+    /// str: a metric's description.
+    pub const METRIC_DESCRIPTION: u8 = 44;
+    /// u8: 1 when a sum is monotonic.
+    pub const MONOTONIC: u8 = 45;
+    /// JSON object: an exponential histogram data point (`count`, `sum`,
+    /// `scale`, `zero_count`, `zero_threshold`, `positive`, `negative`, `min`, `max`).
+    pub const EXP_HISTOGRAM: u8 = 46;
+    /// JSON object: a summary data point (`count`, `sum`, `quantiles`).
+    pub const SUMMARY: u8 = 47;
+    /// JSON array: a data point's exemplars.
+    pub const EXEMPLARS: u8 = 48;
+    /// JSON object: counts of what the sender dropped (`attributes`, `events`, `links`).
+    pub const DROPPED: u8 = 49;
+    /// JSON object: a metric's metadata.
+    pub const METADATA: u8 = 50;
 }
 
 /// Bits of the [`tag::FLAGS`] field.
@@ -160,12 +232,25 @@ impl BlockBuilder {
         self.bytes(tag, &[value]);
     }
 
+    pub fn u32(&mut self, tag: u8, value: u32) {
+        self.bytes(tag, &value.to_le_bytes());
+    }
+
     pub fn u64(&mut self, tag: u8, value: u64) {
         self.bytes(tag, &value.to_le_bytes());
     }
 
     pub fn f64(&mut self, tag: u8, value: f64) {
         self.bytes(tag, &value.to_le_bytes());
+    }
+
+    pub fn i64(&mut self, tag: u8, value: i64) {
+        self.bytes(tag, &value.to_le_bytes());
+    }
+
+    /// Bytes written since `mark` (the open record included).
+    pub fn len_since(&self, mark: Mark) -> usize {
+        self.buf.len() - mark.len
     }
 
     /// One metric label: `klen:varint key value` in a single field.

@@ -27,7 +27,9 @@ use crate::control::Control;
 use crate::metrics::{ListenerKind, Metrics};
 use crate::net::tls::Tls;
 use crate::pipeline::Pipeline;
+use crate::source::http::limit::RateLimits;
 use crate::source::http::{self, HttpContext, HttpDeps};
+use crate::source::otlp::{self, OtlpContext};
 use crate::source::syslog::tcp::SyslogTcpContext;
 use crate::source::syslog::udp::{SyslogUdpContext, UdpSockets};
 use crate::source::syslog::{self, SyslogContext};
@@ -70,6 +72,7 @@ pub struct Listeners {
     pub syslog_udp: Option<UdpSockets>,
     pub admin: Option<TcpListener>,
     pub http: Option<TcpListener>,
+    pub otlp: Option<TcpListener>,
     /// The TLS of each listener with a `tls` table, loaded with the sockets
     /// so that a bad certificate stops start-up as a taken port does.
     pub tls: HashMap<&'static str, Arc<Tls>>,
@@ -94,6 +97,7 @@ impl Listeners {
             relp: listen("relp", s.relp.as_ref().map(|c| c.address))?,
             syslog_udp,
             http: listen("http", s.http.as_ref().map(|c| c.address))?,
+            otlp: listen("otlp", s.otlp.as_ref().map(|c| c.address))?,
             admin: listen("admin", config.admin.as_ref().map(|c| c.address))?,
             tls: load_tls(config)?,
         })
@@ -107,6 +111,7 @@ impl Listeners {
         out.extend(self.relp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("relp", a)));
         out.extend(self.syslog_udp.iter().filter_map(UdpSockets::local_addr).map(|a| ("syslog_udp", a)));
         out.extend(self.http.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("http", a)));
+        out.extend(self.otlp.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("otlp", a)));
         out.extend(self.admin.iter().filter_map(|l| l.local_addr().ok()).map(|a| ("admin", a)));
         out
     }
@@ -299,6 +304,9 @@ fn start_listeners(services: &Services, listeners: Listeners) {
     if let (Some(listener), Some(cfg)) = (listeners.http, &services.config.sources.http) {
         start_http(services, listener, tls("http"), cfg.clone());
     }
+    if let (Some(listener), Some(cfg)) = (listeners.otlp, &services.config.sources.otlp) {
+        start_otlp(services, listener, tls("otlp"), cfg.clone());
+    }
     if let (Some(listener), Some(cfg)) = (listeners.admin, &services.config.admin) {
         start_admin(services, listener, (tls("admin"), cfg.clone()), addresses);
     }
@@ -318,6 +326,23 @@ fn start_http(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>,
     }));
     let tracker = services.tracker.clone();
     services.tracker.spawn(http::serve(listener, ctx, services.shutdown.clone(), tracker));
+}
+
+fn start_otlp(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>, cfg: crate::config::OtlpSource) {
+    let ctx = Arc::new(OtlpContext {
+        name: "otlp".into(),
+        pipeline: services.pipeline.clone(),
+        keys: services.keys.clone(),
+        metrics: services.metrics.source("otlp", ListenerKind::Otlp),
+        ack_timeout: services.config.pipeline.ack_timeout,
+        timeouts: services.config.pipeline.timeouts(cfg.idle_timeout),
+        abort: services.abort.clone(),
+        tls,
+        limits: RateLimits::new(&cfg.rate_limit),
+        config: cfg,
+    });
+    let tracker = services.tracker.clone();
+    services.tracker.spawn(otlp::serve(listener, ctx, services.shutdown.clone(), tracker));
 }
 
 fn start_tcp(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>, cfg: crate::config::TcpSource) {

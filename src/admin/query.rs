@@ -2,7 +2,8 @@
 //!
 //! Parameters (all optional): `workspace` (must be the token's), `since`
 //! (sequence number), `from`/`to` (on `received_at`: unix milliseconds or
-//! RFC 3339), `listener`, `kind`, `q` (substring of any field), `limit`
+//! RFC 3339), `listener`, `kind`, `service` (exactly: Tell's `service`,
+//! OTLP's `service.name`), `q` (substring of any field), `limit`
 //! (1..=1000, default 100), `order` (`asc`|`desc`), `cursor` (the previous
 //! page's `next_cursor`, with the same filters). Unknown parameters are 400
 //! so that a typo never widens a query silently.
@@ -91,7 +92,7 @@ pub(super) fn pairs(raw: &str) -> impl Iterator<Item = Result<(&str, String), Ap
 }
 
 /// Applies one of the filters every event route shares (`workspace`,
-/// `since`, `from`, `to`, `listener`, `kind`, `q`); `false` when `k` is none
+/// `since`, `from`, `to`, `listener`, `kind`, `service`, `q`); `false` when `k` is none
 /// of them.
 pub(super) fn filter(q: &mut Query, k: &str, v: &str) -> Result<bool, ApiError> {
     match k {
@@ -105,8 +106,10 @@ pub(super) fn filter(q: &mut Query, k: &str, v: &str) -> Result<bool, ApiError> 
         "to" => q.to_ms = Some(time(k, v)?),
         "listener" => q.listener = Some(v.to_owned()),
         "kind" => {
-            q.kind = Some(Kind::from_name(v).ok_or_else(|| ApiError::invalid("kind: event, log, metric or syslog"))?)
+            q.kind =
+                Some(Kind::from_name(v).ok_or_else(|| ApiError::invalid("kind: event, log, metric, syslog or span"))?)
         }
+        "service" => q.service = Some(v.to_owned()),
         "q" if v.is_empty() => {}
         "q" if v.len() > MAX_TEXT => return Err(ApiError::invalid(format!("q: longer than {MAX_TEXT} bytes"))),
         "q" => q.text = Some(v.to_owned()),

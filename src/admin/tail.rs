@@ -1,6 +1,6 @@
 //! `GET /api/v1/events/tail`: Server-Sent Events of events as they are
 //! committed, filtered like `GET /api/v1/events` (`since`, `from`, `to`,
-//! `listener`, `kind`, `q`; no `limit`, `order` or `cursor`).
+//! `listener`, `kind`, `service`, `q`; no `limit`, `order` or `cursor`).
 //!
 //! ```text
 //!  writer thread ── commit notice (broadcast, never blocks) ──► tail task

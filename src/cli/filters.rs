@@ -26,9 +26,12 @@ pub struct FilterArgs {
     /// Only events taken by this listener (tcp, syslog_tcp, syslog_udp, http).
     #[arg(long)]
     pub listener: Option<String>,
-    /// Only events of this kind: event, log, metric or syslog.
+    /// Only events of this kind: event, log, metric, syslog or span.
     #[arg(long, value_parser = parse_kind)]
     pub kind: Option<Kind>,
+    /// Only events of this service (Tell's `service`, OTLP's `service.name`).
+    #[arg(long)]
+    pub service: Option<String>,
     /// Only events with a stored field containing TEXT (case-sensitive).
     #[arg(long = "q", value_name = "TEXT")]
     pub text: Option<String>,
@@ -66,6 +69,9 @@ impl FilterArgs {
         if let Some(k) = self.kind {
             p.push(("kind", k.name().to_owned()));
         }
+        if let Some(s) = &self.service {
+            p.push(("service", s.clone()));
+        }
         if let Some(q) = &self.text {
             p.push(("q", q.clone()));
         }
@@ -82,6 +88,7 @@ impl FilterArgs {
             to_ms: self.to,
             listener: self.listener.clone(),
             kind: self.kind,
+            service: self.service.clone(),
             text: self.text.clone().filter(|t| !t.is_empty()),
             limit: MAX_PAGE,
             order: Order::Asc,
@@ -116,7 +123,7 @@ fn parse_time(v: &str) -> Result<u64, String> {
 }
 
 fn parse_kind(v: &str) -> Result<Kind, String> {
-    Kind::from_name(v).ok_or_else(|| "expected event, log, metric or syslog".into())
+    Kind::from_name(v).ok_or_else(|| "expected event, log, metric, syslog or span".into())
 }
 
 #[cfg(test)]

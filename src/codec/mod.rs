@@ -6,6 +6,7 @@ pub mod frame;
 pub mod fuzz_support;
 pub mod jsonl;
 pub mod octet;
+pub mod otlp;
 pub mod relp;
 pub mod syslog;
 pub mod syslog_scan;

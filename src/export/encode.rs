@@ -4,8 +4,9 @@
 //! [`crate::export::event_json`] for every kind: a field an event
 //! does not have is an empty cell. Strings are written as they are,
 //! numbers and booleans as JSON text, and nested values (`payload`,
-//! `labels`, `histogram`, `structured_data`, `flags`) as JSON text in one
-//! cell. Cells are quoted only when they hold a comma, a quote or a line
+//! `labels`, `histogram`, `structured_data`, `flags`, and the OpenTelemetry
+//! `body`, `attributes`, `resource`, `scope`, `events`, `links`, …) as JSON
+//! text in one cell. Cells are quoted only when they hold a comma, a quote or a line
 //! break (quotes doubled), as RFC 4180 says.
 
 use std::io;
@@ -15,9 +16,10 @@ use serde_json::Value;
 use super::{CSV_ERROR, Format};
 
 /// The CSV columns, in order: the fields every event has, then the
-/// fields of events, logs, metrics and parsed syslog, then the bulky ones,
-/// then where a relayed event came from.
-pub const COLUMNS: [&str; 35] = [
+/// fields of events, logs, metrics and parsed syslog, then those of
+/// OpenTelemetry records, then the bulky ones, then where a relayed event
+/// came from.
+pub const COLUMNS: [&str; 63] = [
     "seq",
     "workspace",
     "received_at",
@@ -48,6 +50,34 @@ pub const COLUMNS: [&str; 35] = [
     "msg_id",
     "structured_data",
     "message",
+    "severity_number",
+    "severity_text",
+    "span_kind",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "trace_state",
+    "otlp_flags",
+    "status_code",
+    "status_message",
+    "time_unix_nano",
+    "observed_time_unix_nano",
+    "start_time_unix_nano",
+    "end_time_unix_nano",
+    "unit",
+    "description",
+    "monotonic",
+    "body",
+    "attributes",
+    "resource",
+    "scope",
+    "exponential_histogram",
+    "summary",
+    "exemplars",
+    "events",
+    "links",
+    "dropped",
+    "metadata",
     "payload",
     "raw",
     "flags",
@@ -133,6 +163,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::codec::otlp::{self, Signal};
     use crate::export::event_json;
     use crate::export::{Record, Records};
     use crate::record::{BlockBuilder, Kind, records, tag};
@@ -166,6 +197,13 @@ mod tests {
         b.str(tag::RAW, "<34>1 2003-10-11T22:14:15.003Z mymachine su 77 ID47 [ex@1 iut=\"3\"] 'su root' failed");
         b.bytes(tag::FLAGS, &[1]);
         b.end();
+        for (signal, body) in [
+            (Signal::Logs, &include_bytes!("../../tests/fixtures/otlp/py-logs.pb")[..]),
+            (Signal::Metrics, include_bytes!("../../tests/fixtures/otlp/py-metrics.pb")),
+            (Signal::Traces, include_bytes!("../../tests/fixtures/otlp/py-traces.pb")),
+        ] {
+            otlp::append(&otlp::decode(signal, otlp::Format::Protobuf, body).unwrap(), 5, &mut b);
+        }
         let (block, _) = b.finish();
         records(&block)
             .enumerate()
@@ -186,7 +224,7 @@ mod tests {
     #[test]
     fn every_field_of_every_kind_has_a_column() {
         let all = samples();
-        assert_eq!(all.len(), 4);
+        assert!(all.len() > 4 + 3, "the OTLP samples are in");
         for ev in &all {
             for key in ev.as_object().unwrap().keys() {
                 assert!(COLUMNS.contains(&key.as_str()), "{key} has no CSV column: {ev}");

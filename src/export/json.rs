@@ -54,8 +54,10 @@ pub fn event_json(ev: &StoredEvent<'_>) -> Value {
             tag::HISTOGRAM => ("histogram", histogram(bytes)),
             tag::RAW => ("raw", Some(lossy(bytes))),
             tag::FLAGS => ("flags", one_byte(bytes).map(flags)),
-            // Already folded into `peer`; unknown tags are skipped.
-            _ => continue,
+            t => match otel_field(t, bytes) {
+                Some((name, value)) => (name, value),
+                None => continue,
+            },
         };
         if let Some(value) = value {
             m.entry(name).or_insert(value);
@@ -63,13 +65,51 @@ pub fn event_json(ev: &StoredEvent<'_>) -> Value {
     }
     if let Some(labels) = labels {
         m.insert("labels".into(), Value::Object(labels));
-    } else if ev.record.kind == Kind::Metric {
+    } else if ev.record.kind == Kind::Metric && !m.contains_key("attributes") {
         m.insert("labels".into(), Value::Object(Map::new()));
     }
     if ev.record.kind == Kind::Syslog {
         enrich_syslog(&ev.record, &mut m);
     }
     Value::Object(m)
+}
+
+/// The OpenTelemetry fields (`codec::otlp`); `None` for tags that are not theirs.
+fn otel_field(t: u8, bytes: &[u8]) -> Option<(&'static str, Option<Value>)> {
+    Some(match t {
+        tag::ATTRIBUTES => ("attributes", Some(payload(bytes))),
+        tag::RESOURCE => ("resource", Some(payload(bytes))),
+        tag::SCOPE => ("scope", Some(payload(bytes))),
+        tag::BODY => ("body", Some(payload(bytes))),
+        tag::TRACE_ID => ("trace_id", Some(Value::String(hex::encode(bytes)))),
+        tag::SPAN_ID => ("span_id", Some(Value::String(hex::encode(bytes)))),
+        tag::PARENT_SPAN_ID => ("parent_span_id", Some(Value::String(hex::encode(bytes)))),
+        tag::TIME_NS => ("time_unix_nano", u64_le(bytes).map(Value::from)),
+        tag::OBSERVED_NS => ("observed_time_unix_nano", u64_le(bytes).map(Value::from)),
+        tag::START_NS => ("start_time_unix_nano", u64_le(bytes).map(Value::from)),
+        tag::END_NS => ("end_time_unix_nano", u64_le(bytes).map(Value::from)),
+        tag::SEVERITY_NUMBER => ("severity_number", one_byte(bytes).map(Value::from)),
+        tag::SEVERITY_TEXT => ("severity_text", Some(lossy(bytes))),
+        tag::SPAN_NAME => ("name", Some(lossy(bytes))),
+        tag::SPAN_KIND => ("span_kind", one_byte(bytes).map(|b| span_kind_name(b).into())),
+        tag::STATUS_CODE => ("status_code", one_byte(bytes).map(|b| status_code_name(b).into())),
+        tag::STATUS_MESSAGE => ("status_message", Some(lossy(bytes))),
+        tag::SPAN_EVENTS => ("events", Some(payload(bytes))),
+        tag::SPAN_LINKS => ("links", Some(payload(bytes))),
+        tag::TRACE_STATE => ("trace_state", Some(lossy(bytes))),
+        tag::OTLP_FLAGS => ("otlp_flags", bytes.try_into().ok().map(u32::from_le_bytes).map(Value::from)),
+        tag::METRIC_INT => ("value", bytes.try_into().ok().map(i64::from_le_bytes).map(Value::from)),
+        tag::METRIC_UNIT => ("unit", Some(lossy(bytes))),
+        tag::METRIC_DESCRIPTION => ("description", Some(lossy(bytes))),
+        tag::MONOTONIC => ("monotonic", one_byte(bytes).map(|b| Value::Bool(b != 0))),
+        tag::EXP_HISTOGRAM => ("exponential_histogram", Some(payload(bytes))),
+        tag::SUMMARY => ("summary", Some(payload(bytes))),
+        tag::EXEMPLARS => ("exemplars", Some(payload(bytes))),
+        tag::DROPPED => ("dropped", Some(payload(bytes))),
+        tag::METADATA => ("metadata", Some(payload(bytes))),
+        // Already folded into `peer`; unknown tags are skipped.
+        _ => return None,
+    })
 }
 
 fn lossy(bytes: &[u8]) -> Value {
@@ -188,13 +228,37 @@ fn level_name(b: u8) -> &'static str {
     }
 }
 
-/// Tell `MetricType` numbering.
+/// Tell `MetricType` numbering, extended for OTLP (`codec::otlp::metrics::metric_type`).
 fn metric_type_name(b: u8) -> &'static str {
     match b {
         1 => "gauge",
         2 => "counter",
         3 => "histogram",
+        4 => "exponential_histogram",
+        5 => "summary",
+        6 => "sum",
         _ => "unknown",
+    }
+}
+
+/// OTLP `SpanKind` numbering.
+fn span_kind_name(b: u8) -> &'static str {
+    match b {
+        1 => "internal",
+        2 => "server",
+        3 => "client",
+        4 => "producer",
+        5 => "consumer",
+        _ => "unspecified",
+    }
+}
+
+/// OTLP `Status.StatusCode` numbering.
+fn status_code_name(b: u8) -> &'static str {
+    match b {
+        1 => "ok",
+        2 => "error",
+        _ => "unset",
     }
 }
 
@@ -353,9 +417,12 @@ mod tests {
             ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug", "trace", "unknown"]
         );
         assert_eq!(
-            (0..=4).map(metric_type_name).collect::<Vec<_>>(),
-            ["unknown", "gauge", "counter", "histogram", "unknown"]
+            (0..=7).map(metric_type_name).collect::<Vec<_>>(),
+            ["unknown", "gauge", "counter", "histogram", "exponential_histogram", "summary", "sum", "unknown"]
         );
+        let kinds: Vec<_> = (0..=6).map(span_kind_name).collect();
+        assert_eq!(kinds, ["unspecified", "internal", "server", "client", "producer", "consumer", "unspecified"]);
+        assert_eq!((0..=3).map(status_code_name).collect::<Vec<_>>(), ["unset", "ok", "error", "unset"]);
         assert_eq!(
             (0..=3).map(temporality_name).collect::<Vec<_>>(),
             ["unspecified", "cumulative", "delta", "unspecified"]

@@ -86,6 +86,8 @@ pub enum ListenerKind {
     Relp,
     /// HTTP ingest.
     Http,
+    /// OTLP/HTTP.
+    Otlp,
     /// The admin API (connections only).
     Admin,
 }
@@ -105,14 +107,14 @@ impl ListenerKind {
 
     /// Whether it answers after the commit (and so has an ack latency).
     pub fn acks(self) -> bool {
-        matches!(self, ListenerKind::Tcp | ListenerKind::Http | ListenerKind::Relp)
+        matches!(self, ListenerKind::Tcp | ListenerKind::Http | ListenerKind::Otlp | ListenerKind::Relp)
     }
 
     /// The refusal reasons this kind of listener can count.
     pub fn refusals(self) -> &'static [Refusal] {
         match self {
             ListenerKind::Tcp => &[Refusal::BadKey, Refusal::Malformed, Refusal::TooLarge, Refusal::Unavailable],
-            ListenerKind::Http => &Refusal::ALL,
+            ListenerKind::Http | ListenerKind::Otlp => &Refusal::ALL,
             ListenerKind::SyslogTcp | ListenerKind::SyslogUdp => &[Refusal::BadKey],
             ListenerKind::Relp => &[Refusal::BadKey, Refusal::Malformed, Refusal::Unavailable],
             ListenerKind::Admin => &[],

@@ -7,5 +7,6 @@
 pub mod fuzz_support;
 pub mod http;
 pub mod nats;
+pub mod otlp;
 pub mod syslog;
 pub mod tcp;

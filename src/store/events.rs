@@ -51,8 +51,9 @@ pub(crate) const BACKUP_TABLES: &[&dyn super::backup::TableCopy] =
 /// values into page-sized rows (`chunk_tails`), neither of which a v2 build
 /// can read; the LZ4 chunks of older files stay readable as they are; v4
 /// adds the incarnation, `forward_cursor`, `origins` and v2 chunks (with
-/// their origin), which older builds cannot read.
-pub const FORMAT_VERSION: u64 = 4;
+/// their origin), which older builds cannot read; v5 adds record kind 5
+/// (OpenTelemetry spans), which a v4 build would take for damaged data.
+pub const FORMAT_VERSION: u64 = 5;
 const FORMAT_KEY: &str = "format_version";
 const INCARNATION_KEY: &str = "incarnation";
 pub(crate) const CHUNK_BYTES_KEY: &str = "chunk_bytes";

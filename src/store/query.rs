@@ -20,7 +20,7 @@
 //! page exists (no `next_cursor` on the last one). [`Page::rows_read`]
 //! counts every decoded row looked at: for a sequence or time window with
 //! no other filter it is at most the page size plus one chunk. Filters that
-//! can match rarely (`listener`, `kind`, `text`) stop after
+//! can match rarely (`listener`, `kind`, `service`, `text`) stop after
 //! [`Query::max_scan_rows`] rows and say so in [`Page::scan_limited`]; the
 //! cursor then continues where the scan stopped.
 //!
@@ -311,6 +311,8 @@ pub struct Query {
     pub to_ms: Option<u64>,
     pub listener: Option<String>,
     pub kind: Option<Kind>,
+    /// Only records whose `service` is exactly this (Tell's service, OTLP's `service.name`).
+    pub service: Option<String>,
     /// Substring of any stored field's bytes (case-sensitive).
     pub text: Option<String>,
     /// Events per page, 1..=[`MAX_PAGE`].
@@ -334,6 +336,7 @@ impl Query {
             to_ms: None,
             listener: None,
             kind: None,
+            service: None,
             text: None,
             limit,
             order: Order::Asc,
@@ -506,7 +509,8 @@ impl<S: Sink> Scan<'_, S> {
         }
         let mut order: Box<dyn Iterator<Item = (usize, record::Record<'_>)>> =
             if reverse { Box::new(rows.into_iter().enumerate().rev()) } else { Box::new(rows.into_iter().enumerate()) };
-        let filtered = self.q.listener.is_some() || self.q.kind.is_some() || self.q.text.is_some();
+        let filtered =
+            self.q.listener.is_some() || self.q.kind.is_some() || self.q.service.is_some() || self.q.text.is_some();
         for (i, record) in &mut order {
             let seq = first_seq.saturating_add(i as u64);
             if seq < lo || seq > hi {
@@ -539,6 +543,11 @@ impl<S: Sink> Scan<'_, S> {
             return false;
         }
         if self.q.kind.is_some_and(|k| k != r.kind) {
+            return false;
+        }
+        if let Some(s) = &self.q.service
+            && r.get(record::tag::SERVICE) != Some(s.as_bytes())
+        {
             return false;
         }
         match &self.q.text {

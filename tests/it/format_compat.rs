@@ -4,7 +4,11 @@
 //! (v1: sluice 0.1, tell events in LZ4 chunks; v2: also a syslog event, and
 //! `meta.chunk_bytes`; v3: zstd chunks, one of them longer than a 4 KiB page
 //! so its value is split into `chunks` and `chunk_tails` rows, written over a
-//! daemon restart, with an HTTP event beside the tell and syslog ones).
+//! daemon restart, with an HTTP event beside the tell and syslog ones; v4: a
+//! central node's dir with tell events and logs, TCP and UDP syslog and HTTP
+//! events and logs over a restart, and events relayed from an edge through
+//! NATS JetStream, with `origin_node` and `origin_seq`, in workspaces 1 and 2,
+//! one relayed chunk longer than a page).
 
 use crate::common;
 
@@ -73,4 +77,9 @@ fn a_format_v2_data_dir_reads_the_same() {
 #[test]
 fn a_format_v3_data_dir_reads_the_same() {
     reads_the_same("format-v3", 41);
+}
+
+#[test]
+fn a_format_v4_data_dir_reads_the_same() {
+    reads_the_same("format-v4", 32);
 }

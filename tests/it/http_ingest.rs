@@ -8,65 +8,11 @@ use crate::common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
+use common::curl::curl;
 use common::{Daemon, create_key, export};
 use serde_json::{Value, json};
-
-/// One HTTP answer as curl saw it.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Value,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
-}
-
-/// `curl -i` with `args`, the body (if any) from a file; parses the last
-/// (non-1xx) status line, its headers and a JSON body.
-fn curl(dir: &Path, url: &str, body: Option<&[u8]>, args: &[&str]) -> Answer {
-    let mut cmd = Command::new("curl");
-    cmd.args(["-sS", "-i", "--http1.1", "--max-time", "30"]).args(args);
-    if let Some(bytes) = body {
-        let file = dir.join(format!("body-{}", rand_suffix()));
-        std::fs::write(&file, bytes).unwrap();
-        cmd.arg("--data-binary").arg(format!("@{}", file.display()));
-    }
-    let out = cmd.arg(url).output().expect("curl is installed (apt-get install -y curl)");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    parse_answer(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn rand_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
-}
-
-fn parse_answer(text: &str) -> Answer {
-    let mut rest = text;
-    loop {
-        let (head, body) = rest.split_once("\r\n\r\n").unwrap_or((rest, ""));
-        let mut lines = head.lines();
-        let status: u16 = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).unwrap();
-        if (100..200).contains(&status) {
-            rest = body;
-            continue;
-        }
-        let headers = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let body = if body.trim().is_empty() { Value::Null } else { serde_json::from_str(body).expect(body) };
-        return Answer { status, headers, body };
-    }
-}
 
 const HTTP: &str = "[sources.http]\naddress = \"127.0.0.1:0\"\n";
 

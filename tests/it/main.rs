@@ -26,6 +26,7 @@ mod http_ingest;
 mod https;
 mod nats_forward;
 mod observability;
+mod otlp;
 mod private_files;
 mod query_api;
 mod relp;

@@ -38,6 +38,25 @@ pub fn request_key(headers: &HeaderMap, query: Option<&str>, allow_query: bool) 
     }
 }
 
+/// OTLP's third way: `X-API-Key-ID: <key id>` with `X-API-Key-Secret: <key>`,
+/// the key and the id it must have; `None` when neither header is sent.
+/// Only one of the pair is refused.
+pub fn key_pair(headers: &HeaderMap) -> Option<Result<([u8; KEY_LEN], u64), Refused>> {
+    let id = headers.get("x-api-key-id");
+    let secret = headers.get("x-api-key-secret");
+    if id.is_none() && secret.is_none() {
+        return None;
+    }
+    let (Some(id), Some(secret)) = (id, secret) else {
+        return Some(Err(Refused::bad_key("invalid_key", "send X-API-Key-ID and X-API-Key-Secret together")));
+    };
+    let id = id.to_str().ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let Some(id) = id else {
+        return Some(Err(Refused::bad_key("invalid_key", "X-API-Key-ID must be the key's numeric id")));
+    };
+    Some(parse(secret.to_str().unwrap_or("").trim(), "X-API-Key-Secret").map(|key| (key, id)))
+}
+
 fn parse(text: &str, place: &str) -> Result<[u8; KEY_LEN], Refused> {
     parse_hex_key(text).map_err(|e| Refused::bad_key("invalid_key", format!("{place}: {e}")))
 }
@@ -75,5 +94,18 @@ mod tests {
         assert_eq!(codes(request_key(&HeaderMap::new(), None, true)), "missing_key");
         assert_eq!(codes(request_key(&headers(&[("authorization", "Basic abc")]), Some(&q), true)), "invalid_key");
         assert_eq!(codes(request_key(&headers(&[("x-api-key", "short")]), None, true)), "invalid_key");
+    }
+
+    #[test]
+    fn key_pairs_need_both_halves() {
+        let want = parse_hex_key(KEY).unwrap();
+        assert_eq!(key_pair(&HeaderMap::new()), None);
+        let both = headers(&[("x-api-key-id", "17"), ("x-api-key-secret", KEY)]);
+        assert_eq!(key_pair(&both), Some(Ok((want, 17))));
+        let code = |h: HeaderMap| key_pair(&h).unwrap().unwrap_err().code;
+        assert_eq!(code(headers(&[("x-api-key-secret", KEY)])), "invalid_key");
+        assert_eq!(code(headers(&[("x-api-key-id", "17")])), "invalid_key");
+        assert_eq!(code(headers(&[("x-api-key-id", "k17"), ("x-api-key-secret", KEY)])), "invalid_key");
+        assert_eq!(code(headers(&[("x-api-key-id", "17"), ("x-api-key-secret", "nothex")])), "invalid_key");
     }
 }

@@ -1,6 +1,6 @@
 //! Request bodies: read under the size limit, the pipeline's byte budget
 //! and the minimum transfer rate (`net::http::BodyReader`), then
-//! decompressed (`Content-Encoding: gzip` or `zstd`) under the same limit,
+//! decompressed (`Content-Encoding: gzip`, `deflate` (zlib) or `zstd`) under the same limit,
 //! so a small compressed body cannot expand past it (zip bombs stop at
 //! `max_body_bytes + 1` bytes of output).
 //!
@@ -37,20 +37,24 @@ pub struct Budget {
     account: Account,
     deadline: Instant,
     held: usize,
+    /// The whole pipeline budget: more is never waited for (it would never come).
+    total: usize,
 }
 
 impl Budget {
     /// `wait`: how long, in total, this request may wait for room.
     pub fn new(pipeline: &Pipeline, wait: Duration) -> Budget {
-        Budget { account: Account::new(pipeline.budget(), true), deadline: Instant::now() + wait, held: 0 }
+        let budget = pipeline.budget();
+        Budget { account: Account::new(budget, true), deadline: Instant::now() + wait, held: 0, total: budget.total() }
     }
 
-    /// Makes sure at least `bytes` are held.
+    /// Makes sure at least `bytes` are held, or the whole budget.
     pub async fn cover(&mut self, bytes: usize) -> Result<(), Refused> {
+        let bytes = bytes.min(self.total);
         if bytes <= self.held {
             return Ok(());
         }
-        let step = (bytes - self.held).max(BUDGET_STEP);
+        let step = (bytes - self.held).max(BUDGET_STEP).min(self.total - self.held);
         self.account
             .charge(step, self.deadline)
             .await
@@ -113,6 +117,8 @@ fn over_limit(limit: usize, what: &str) -> Refused {
 pub enum Encoding {
     Identity,
     Gzip,
+    /// HTTP's `deflate`: a zlib stream (RFC 1950).
+    Deflate,
     Zstd,
 }
 
@@ -124,6 +130,7 @@ pub fn encoding(headers: &HeaderMap) -> Result<Encoding, Refused> {
             let this = match name.to_ascii_lowercase().as_str() {
                 "identity" => continue,
                 "gzip" | "x-gzip" => Encoding::Gzip,
+                "deflate" => Encoding::Deflate,
                 "zstd" => Encoding::Zstd,
                 _ => return Err(unsupported(name)),
             };
@@ -137,7 +144,7 @@ pub fn encoding(headers: &HeaderMap) -> Result<Encoding, Refused> {
 }
 
 fn unsupported(what: &str) -> Refused {
-    let message = format!("Content-Encoding `{what}` is not supported (use gzip or zstd)");
+    let message = format!("Content-Encoding `{what}` is not supported (use gzip, deflate or zstd)");
     Refused::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_encoding", message)
         .counted(crate::metrics::Refusal::Malformed)
 }
@@ -148,6 +155,7 @@ pub async fn decompress(body: Bytes, encoding: Encoding, limit: usize, budget: &
     match encoding {
         Encoding::Identity => Ok(body),
         Encoding::Gzip => inflate(flate2::read::MultiGzDecoder::new(&body[..]), limit, budget).await,
+        Encoding::Deflate => inflate(flate2::read::ZlibDecoder::new(&body[..]), limit, budget).await,
         Encoding::Zstd => {
             let mut decoder = zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(bad)?;
             decoder.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(bad)?;
@@ -210,6 +218,10 @@ mod tests {
         let z = Bytes::from(zstd::encode_all(&data[..], 3).unwrap());
         assert_eq!(decompress(gzip(&data), Encoding::Gzip, data.len(), &mut budget).await.unwrap(), data);
         assert_eq!(decompress(z, Encoding::Zstd, data.len(), &mut budget).await.unwrap(), data);
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&data).unwrap();
+        let zlib = Bytes::from(enc.finish().unwrap());
+        assert_eq!(decompress(zlib, Encoding::Deflate, data.len(), &mut budget).await.unwrap(), data);
     }
 
     #[tokio::test]
@@ -222,6 +234,8 @@ mod tests {
         let err = decompress(small, Encoding::Gzip, 1 << 20, &mut budget).await.unwrap_err();
         assert_eq!((err.status, err.code), (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"));
         let err = decompress(Bytes::from_static(b"not gzip"), Encoding::Gzip, 100, &mut budget).await.unwrap_err();
+        assert_eq!(err.code, "bad_encoding");
+        let err = decompress(Bytes::from_static(b"not zlib"), Encoding::Deflate, 100, &mut budget).await.unwrap_err();
         assert_eq!(err.code, "bad_encoding");
     }
 
@@ -239,6 +253,16 @@ mod tests {
         assert!(third.take_permit().await.unwrap().bytes() >= 1);
     }
 
+    #[tokio::test]
+    async fn more_than_the_whole_budget_is_the_whole_budget() {
+        let (pipeline, _rx) = Pipeline::new(256 << 10);
+        let mut budget = Budget::new(&pipeline, Duration::from_millis(10));
+        budget.cover(100 << 10).await.unwrap();
+        // Waiting for more than exists would only end in a 503.
+        budget.cover(1 << 30).await.unwrap();
+        assert_eq!(budget.take_permit().await.unwrap().bytes(), 256 << 10);
+    }
+
     #[test]
     fn encodings() {
         let h = |v: &str| {
@@ -249,6 +273,7 @@ mod tests {
         assert_eq!(encoding(&HeaderMap::new()), Ok(Encoding::Identity));
         assert_eq!(encoding(&h("GZIP")), Ok(Encoding::Gzip));
         assert_eq!(encoding(&h("identity, zstd")), Ok(Encoding::Zstd));
+        assert_eq!(encoding(&h("deflate")), Ok(Encoding::Deflate));
         assert_eq!(encoding(&h("br")).unwrap_err().status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         assert_eq!(encoding(&h("gzip, zstd")).unwrap_err().code, "unsupported_encoding");
     }

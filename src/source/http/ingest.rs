@@ -7,6 +7,7 @@
 //! with a bad item stores nothing and the answer names the first bad item.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -19,7 +20,7 @@ use crate::auth::keys::{KEY_LEN, KeyInfo};
 use crate::codec::jsonl::{BodyError, Decoded, JsonlDecoder, Stream};
 use crate::codec::tell::{self, TellError};
 use crate::metrics::Refusal;
-use crate::pipeline::{Batch, Outcome};
+use crate::pipeline::{Batch, Outcome, Pipeline};
 use crate::record::BlockBuilder;
 use crate::store::chunk::ChunkBuilder;
 use crate::store::now_ms;
@@ -68,7 +69,14 @@ pub async fn store(ctx: &HttpContext, req: &Request<'_>, body: Bytes, budget: &m
     budget.cover(body.len() + block.len_bytes()).await?;
     drop(body);
     let count = block.count();
-    let first_seq = commit(ctx, req, block, budget).await?;
+    let to = Destination {
+        pipeline: &ctx.pipeline,
+        ack_timeout: ctx.ack_timeout,
+        listener: &ctx.name,
+        workspace: req.key.workspace,
+        peer: req.peer,
+    };
+    let first_seq = commit(to, block, budget).await?;
     ctx.metrics.events_received.fetch_add(u64::from(count), Ordering::Relaxed);
     // A 207: each refused item counts as one malformed refusal.
     for _ in 0..decoded.rejected {
@@ -119,30 +127,28 @@ fn decode_tell(req: &Request<'_>, body: &[u8], received_at: u64, block: &mut Blo
     Ok(Decoded { stored, ..Decoded::default() })
 }
 
+/// Where a request's records go, and how long its answer may wait.
+pub struct Destination<'a> {
+    pub pipeline: &'a Pipeline,
+    pub ack_timeout: Duration,
+    /// The listener's name, stored with the chunk.
+    pub listener: &'a str,
+    pub workspace: u32,
+    /// The client, stored with the chunk.
+    pub peer: &'a str,
+}
+
 /// Seals the records as a chunk, hands it to the writer and waits for its
-/// commit; the first sequence number.
-async fn commit(
-    ctx: &HttpContext,
-    req: &Request<'_>,
-    records: &mut ChunkBuilder,
-    budget: &mut Budget,
-) -> Result<u64, Refused> {
-    let (chunk, count) = records.seal(&ctx.name, req.peer);
+/// commit; the first sequence number. HTTP ingest and OTLP answer through it.
+pub async fn commit(to: Destination<'_>, records: &mut ChunkBuilder, budget: &mut Budget) -> Result<u64, Refused> {
+    let (chunk, count) = records.seal(to.listener, to.peer);
     let permit = budget.take_permit().await?;
     let (tx, rx) = oneshot::channel();
     let submitted = std::time::Instant::now();
-    let batch = Batch {
-        workspace: req.key.workspace,
-        count,
-        chunk,
-        dedup: None,
-        relayed: None,
-        reply: Some(tx),
-        permit,
-        submitted,
-    };
-    ctx.pipeline.submit(batch).map_err(|_| Refused::unavailable("the daemon is stopping; retry"))?;
-    match tokio::time::timeout(ctx.ack_timeout, rx).await {
+    let batch =
+        Batch { workspace: to.workspace, count, chunk, dedup: None, relayed: None, reply: Some(tx), permit, submitted };
+    to.pipeline.submit(batch).map_err(|_| Refused::unavailable("the daemon is stopping; retry"))?;
+    match tokio::time::timeout(to.ack_timeout, rx).await {
         Ok(Ok(Outcome::Stored { first_seq, .. } | Outcome::Duplicate { first_seq, .. })) => Ok(first_seq),
         Ok(Ok(Outcome::Unavailable)) => Err(Refused::unavailable("the commit failed; nothing was stored; retry")),
         Ok(Err(_)) => Err(Refused::unavailable("the writer stopped before the commit; retry")),

@@ -4,6 +4,10 @@
 //! read, so a client over its quota costs no more than its headers.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::ratelimit::{Limiter, Verdict};
 use crate::config::{RateLimit, RateScope};
@@ -46,6 +50,21 @@ impl RateLimits {
         if let Some(l) = &self.limiter {
             l.housekeep();
         }
+    }
+}
+
+/// How often rate-limiter memory is trimmed.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
+
+/// Trims a listener's limits (`limits(&ctx)`) once a minute until `shutdown`.
+pub async fn housekeep<C>(ctx: Arc<C>, limits: fn(&C) -> &RateLimits, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.cancelled() => return,
+        }
+        limits(&ctx).housekeep();
     }
 }
 

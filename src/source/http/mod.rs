@@ -48,9 +48,6 @@ use crate::net::http::{HttpServer, serve_http};
 use crate::net::tls::Tls;
 use crate::pipeline::Pipeline;
 
-/// How often rate-limiter memory is trimmed.
-const LIMITER_HOUSEKEEPING: Duration = Duration::from_secs(60);
-
 /// What the HTTP listener is built from.
 pub struct HttpDeps {
     /// Listener name as stored with each event (the config section name).
@@ -104,7 +101,7 @@ impl HttpContext {
 
 /// Serves the listener until `shutdown`; connections run on `tracker`.
 pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: CancellationToken, tracker: TaskTracker) {
-    tracker.spawn(housekeep(ctx.clone(), shutdown.clone()));
+    tracker.spawn(limit::housekeep(ctx.clone(), |c: &HttpContext| &c.limits, shutdown.clone()));
     let c = &ctx.config;
     let server = HttpServer {
         name: "http",
@@ -120,15 +117,4 @@ pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: Cance
         async move { routes::handle(&ctx, req, peer).await }
     })
     .await;
-}
-
-async fn housekeep(ctx: Arc<HttpContext>, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(LIMITER_HOUSEKEEPING);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.cancelled() => return,
-        }
-        ctx.limits.housekeep();
-    }
 }

@@ -6,6 +6,7 @@
 
 pub mod acked;
 pub mod admin;
+pub mod curl;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ pub struct Daemon {
     pub admin: Option<SocketAddr>,
     /// Set when the config has `[sources.http]`.
     pub http: Option<SocketAddr>,
+    /// Set when the config has `[sources.otlp]`.
+    pub otlp: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub log: Arc<Mutex<Vec<String>>>,
 }
@@ -72,6 +75,7 @@ impl Daemon {
         let mut tcp = None;
         let mut admin = None;
         let mut http = None;
+        let mut otlp = None;
         let (mut syslog_tcp, mut syslog_udp, mut syslog_tls, mut relp) = (None, None, None, None);
         let deadline = Instant::now() + START_TIMEOUT;
         while Instant::now() < deadline {
@@ -89,6 +93,7 @@ impl Daemon {
                 Ok(line) if line.contains("listening") && line.contains("listener=\"relp\"") => relp = addr_in(&line),
                 Ok(line) if line.contains("listening") && line.contains("listener=\"admin\"") => admin = addr_in(&line),
                 Ok(line) if line.contains("listening") && line.contains("listener=\"http\"") => http = addr_in(&line),
+                Ok(line) if line.contains("listening") && line.contains("listener=\"otlp\"") => otlp = addr_in(&line),
                 Ok(line) if line.contains("sluice is ready") => break,
                 Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -103,6 +108,7 @@ impl Daemon {
             relp,
             admin,
             http,
+            otlp,
             data_dir: data_dir.to_path_buf(),
             log,
         };
@@ -157,6 +163,38 @@ pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
         std::thread::sleep(Duration::from_millis(20));
     }
     None
+}
+
+/// What a client program did.
+pub struct ScriptRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (a client script: nats-py, the OpenTelemetry SDKs) to its
+/// end, its output in files; kills it after `limit` and fails the test then.
+pub fn run_bounded(mut cmd: Command, what: &str, limit: Duration) -> ScriptRun {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).expect("stdout file"))
+        .stderr(std::fs::File::create(&err).expect("stderr file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let status = wait_timeout(&mut child, limit);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let run = ScriptRun {
+        success: status.is_some_and(|s| s.success()),
+        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
+    };
+    assert!(status.is_some(), "{what} still running after {limit:?}; stderr:\n{}", run.stderr);
+    run
 }
 
 /// Creates a streaming key with the CLI; returns (id, hex key).

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::wait_timeout;
+use crate::common::{ScriptRun, run_bounded, wait_timeout};
 
 /// How long starting or restarting servers may take until all are ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -409,38 +409,12 @@ pub fn nats_script(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/nats").join(name)
 }
 
-/// What a nats-py script did.
-pub struct ScriptRun {
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 /// Runs `tests/nats/<script>` with `args` under the nats-py venv; kills it
 /// after `limit` (the scripts bound themselves too, with `--timeout`).
 pub fn run_nats_py(script: &str, args: &[String], limit: Duration) -> ScriptRun {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut child = Command::new(nats_py())
-        .arg(nats_script(script))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out).expect("stdout file"))
-        .stderr(std::fs::File::create(&err).expect("stderr file"))
-        .spawn()
-        .expect("spawn nats-py");
-    let status = wait_timeout(&mut child, limit);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let run = ScriptRun {
-        success: status.is_some_and(|s| s.success()),
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-    };
-    assert!(status.is_some(), "{script} still running after {limit:?}; stderr:\n{}", run.stderr);
-    run
+    let mut cmd = Command::new(nats_py());
+    cmd.arg(nats_script(script)).args(args);
+    run_bounded(cmd, script, limit)
 }
 
 /// What `ndjson_consumer.py` read.

@@ -1,0 +1,166 @@
+//! One OTLP request, checked in order: route, key, rate limit, content
+//! type and encoding, body (limit, budget), decoding, commit. Each check can
+//! only refuse; nothing is stored until every check has passed. The
+//! rate-limit headers go on whatever the answer is.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::OtlpContext;
+use super::reply;
+use crate::auth::client_ip::client_ip;
+use crate::auth::keys::{KEY_LEN, KeyInfo};
+use crate::auth::ratelimit::Verdict;
+use crate::codec::otlp::{self, Format, Signal};
+use crate::metrics::{Cut, Refusal};
+use crate::source::http::auth::{key_pair, request_key};
+use crate::source::http::body::{self, Budget};
+use crate::source::http::ingest::{self, Destination};
+use crate::source::http::reply::{Refused, Resp};
+use crate::store::chunk::ChunkBuilder;
+use crate::store::now_ms;
+
+/// Decoded messages take more memory than their bytes: this much per body
+/// byte is covered by the pipeline budget while a body is decoded.
+const DECODE_EXPANSION: usize = 4;
+
+/// Answers one request; never fails (refusals become `google.rpc.Status` answers).
+pub async fn handle(ctx: &OtlpContext, req: Request<Incoming>, peer: SocketAddr) -> Resp {
+    let (parts, body) = req.into_parts();
+    // Answers use the request's encoding; protobuf when it names neither.
+    let format = content_format(&parts.headers).unwrap_or(Format::Protobuf);
+    let mut verdict = None;
+    let result = match target(&parts) {
+        Ok(signal) => serve(ctx, signal, &parts, body, peer, &mut verdict).await,
+        Err(refused) => Err(refused),
+    };
+    let mut resp = result.unwrap_or_else(|refused| refuse(ctx, format, &refused, peer));
+    if let Some(v) = verdict {
+        v.write_headers(resp.headers_mut());
+    }
+    resp
+}
+
+fn target(parts: &Parts) -> Result<Signal, Refused> {
+    let path = parts.uri.path();
+    let name = path.strip_prefix("/v1/").or_else(|| path.strip_prefix("/api/v2/otlp/"));
+    let signal = match name {
+        Some("logs") => Signal::Logs,
+        Some("metrics") => Signal::Metrics,
+        Some("traces") => Signal::Traces,
+        _ => return Err(Refused::new(StatusCode::NOT_FOUND, "not_found", format!("no endpoint at {path}"))),
+    };
+    match parts.method {
+        Method::POST => Ok(signal),
+        _ => Err(Refused::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use POST")),
+    }
+}
+
+/// Counts and logs a refusal, and builds its answer.
+fn refuse(ctx: &OtlpContext, format: Format, refused: &Refused, peer: SocketAddr) -> Resp {
+    if let Some(why) = refused.counted_as {
+        ctx.metrics.refuse(why);
+    }
+    if refused.status == StatusCode::UNAUTHORIZED {
+        ctx.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!(%peer, status = refused.status.as_u16(), code = refused.code, "otlp request refused");
+    let mut resp = reply::refused(format, refused);
+    if refused.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
+}
+
+async fn serve(
+    ctx: &OtlpContext,
+    signal: Signal,
+    parts: &Parts,
+    body: Incoming,
+    peer: SocketAddr,
+    verdict: &mut Option<Verdict>,
+) -> Result<Resp, Refused> {
+    let started = std::time::Instant::now();
+    let key = authenticate(ctx, &parts.headers)?;
+    let client = client_ip(peer.ip(), &parts.headers, |ip| ctx.config.trusts(ip));
+    if let Some(v) = ctx.limits.check(key.id, client) {
+        *verdict = Some(v);
+        if !v.allowed {
+            return Err(Refused::rate_limited(v.retry_after_secs));
+        }
+    }
+    let format = content_format(&parts.headers).ok_or_else(|| unsupported_type(&parts.headers))?;
+    let encoding = body::encoding(&parts.headers)?;
+    let limit = ctx.config.max_body_bytes.0;
+    let mut budget = Budget::new(&ctx.pipeline, ctx.config.busy_timeout);
+    let wire = body::read(body, &parts.headers, limit, ctx.timeouts, &mut budget).await.inspect_err(|r| {
+        if r.status == StatusCode::REQUEST_TIMEOUT {
+            ctx.metrics.cut(Cut::SlowFrame);
+        }
+    })?;
+    ctx.metrics.bytes_received.fetch_add(wire.len() as u64, Ordering::Relaxed);
+    let plain = body::decompress(wire, encoding, limit, &mut budget).await?;
+    budget.cover(plain.len().saturating_mul(DECODE_EXPANSION + 1)).await?;
+    let request = otlp::decode(signal, format, &plain).map_err(|e| Refused::malformed("undecodable", e.to_string()))?;
+    drop(plain);
+    let received_at = now_ms();
+    let mut chunk = ChunkBuilder::with_capacity(64 << 10);
+    let appended = otlp::append(&request, received_at, chunk.records(received_at));
+    drop(request);
+    for _ in 0..appended.rejected {
+        ctx.metrics.refuse(Refusal::Malformed);
+    }
+    if appended.stored > 0 {
+        let peer_text = if client == peer.ip() { peer.to_string() } else { client.to_string() };
+        let to = Destination {
+            pipeline: &ctx.pipeline,
+            ack_timeout: ctx.ack_timeout,
+            listener: &ctx.name,
+            workspace: key.workspace,
+            peer: &peer_text,
+        };
+        ingest::commit(to, &mut chunk, &mut budget).await?;
+        ctx.metrics.events_received.fetch_add(u64::from(appended.stored), Ordering::Relaxed);
+    }
+    // The head read to the answer ready (after the commit): the ack latency.
+    ctx.metrics.ack_seconds.observe_duration(started.elapsed());
+    Ok(reply::success(signal, format, &appended))
+}
+
+/// The request's streaming key: `Authorization: Bearer`, `X-API-Key`, or
+/// `X-API-Key-ID` with `X-API-Key-Secret` (whose id must be the key's).
+fn authenticate(ctx: &OtlpContext, headers: &HeaderMap) -> Result<KeyInfo, Refused> {
+    let unknown = || Refused::bad_key("unknown_key", "unknown or revoked streaming key");
+    let (raw, id): ([u8; KEY_LEN], Option<u64>) = match key_pair(headers) {
+        Some(pair) => pair.map(|(key, id)| (key, Some(id)))?,
+        None => (request_key(headers, None, false)?, None),
+    };
+    let key = ctx.keys.lookup(&raw).ok_or_else(unknown)?;
+    match id {
+        Some(id) if id != key.id => Err(Refused::bad_key("key_id_mismatch", "X-API-Key-ID is not the id of that key")),
+        _ => Ok(key),
+    }
+}
+
+/// `application/x-protobuf` or `application/json`, by the `Content-Type` essence.
+fn content_format(headers: &HeaderMap) -> Option<Format> {
+    let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/x-protobuf") {
+        Some(Format::Protobuf)
+    } else if essence.eq_ignore_ascii_case("application/json") {
+        Some(Format::Json)
+    } else {
+        None
+    }
+}
+
+fn unsupported_type(headers: &HeaderMap) -> Refused {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let message = format!("Content-Type `{ct}`: send application/x-protobuf or application/json");
+    Refused::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", message).counted(Refusal::Malformed)
+}
