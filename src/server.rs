@@ -339,6 +339,7 @@ fn start_otlp(services: &Services, listener: TcpListener, tls: Option<Arc<Tls>>,
         abort: services.abort.clone(),
         tls,
         limits: RateLimits::new(&cfg.rate_limit),
+        decode_slots: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
         config: cfg,
     });
     let tracker = services.tracker.clone();

@@ -19,7 +19,11 @@
 //! - the syslog framer ([`syslog_framer_input`]) consumes input with every
 //!   frame, keeps frames within the limit and the stream in sync; the
 //!   ingest scan and the parse ([`syslog_parse_input`]) take any bytes and
-//!   never let a found key through.
+//!   never let a found key through;
+//! - an OTLP body ([`otlp_body_input`]) that decodes accounts for every
+//!   item (stored or rejected), stores well formed records of its signal's
+//!   kind whose JSON fields are JSON, keeps within the records limit, and
+//!   stores the same read item by item (protobuf) as decoded whole.
 
 use std::collections::HashMap;
 
@@ -333,5 +337,74 @@ pub fn relayed_body_input(data: &[u8]) {
             assert_eq!(r.origin.map(|o| o.first_seq), Some(at + u64::from(cut)));
         }
         at += u64::from(count);
+    }
+}
+
+/// The records limit [`otlp_body_input`] gives a request.
+const OTLP_MAX_RECORDS: usize = 1 << 20;
+
+/// An OTLP/HTTP body (`codec::otlp`). The first byte picks the signal (bits
+/// 0–1: logs, metrics, traces, logs) and the encoding (bit 2: JSON, else
+/// protobuf); the rest is the body.
+pub fn otlp_body_input(data: &[u8]) {
+    use crate::codec::otlp::{self, Format, OtlpError, Signal};
+    let Some((&control, body)) = data.split_first() else { return };
+    let signal = match control & 3 {
+        1 => Signal::Metrics,
+        2 => Signal::Traces,
+        _ => Signal::Logs,
+    };
+    let format = if control & 4 != 0 { Format::Json } else { Format::Protobuf };
+    let mut out = BlockBuilder::default();
+    let appended = match otlp::records(signal, format, body, 7, &mut out, OTLP_MAX_RECORDS) {
+        Ok(a) => a,
+        Err(OtlpError::TooLarge { limit }) => {
+            assert!(out.len_bytes() > limit, "refused at {} bytes under the limit", out.len_bytes());
+            return;
+        }
+        Err(_) => return,
+    };
+    // What is served (protobuf read item by item) is what decoding the
+    // whole request stores.
+    if let Ok(req) = otlp::decode(signal, format, body) {
+        let mut whole = BlockBuilder::default();
+        let a = otlp::append(&req, 7, &mut whole, OTLP_MAX_RECORDS).expect("within the limit as served");
+        assert_eq!(a, appended, "whole and streamed decoding disagree");
+        assert_eq!(whole.finished(), out.finished(), "whole and streamed decoding stored different records");
+        assert_eq!(u64::from(a.stored) + u64::from(a.rejected), otlp::items(&req));
+    } else {
+        assert_eq!(format, Format::Protobuf, "JSON is decoded whole: it failed above");
+    }
+    assert_eq!(appended.problem.is_some(), appended.rejected > 0);
+    let kind = match signal {
+        Signal::Logs => Kind::Log,
+        Signal::Metrics => Kind::Metric,
+        Signal::Traces => Kind::Span,
+    };
+    let (block, count) = out.finish();
+    assert_eq!(count, appended.stored);
+    for record in records(&block) {
+        let record = record.expect("a stored record is well formed");
+        assert_eq!(record.kind, kind);
+        for (t, bytes) in record.fields() {
+            let json = matches!(
+                t,
+                tag::ATTRIBUTES
+                    | tag::RESOURCE
+                    | tag::SCOPE
+                    | tag::BODY
+                    | tag::SPAN_EVENTS
+                    | tag::SPAN_LINKS
+                    | tag::EXP_HISTOGRAM
+                    | tag::SUMMARY
+                    | tag::EXEMPLARS
+                    | tag::DROPPED
+                    | tag::METADATA
+            );
+            if json {
+                let parsed = serde_json::from_slice::<serde::de::IgnoredAny>(bytes);
+                assert!(parsed.is_ok(), "tag {t} is not JSON: {:?}", String::from_utf8_lossy(bytes));
+            }
+        }
     }
 }

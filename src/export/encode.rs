@@ -202,7 +202,7 @@ mod tests {
             (Signal::Metrics, include_bytes!("../../tests/fixtures/otlp/py-metrics.pb")),
             (Signal::Traces, include_bytes!("../../tests/fixtures/otlp/py-traces.pb")),
         ] {
-            otlp::append(&otlp::decode(signal, otlp::Format::Protobuf, body).unwrap(), 5, &mut b);
+            otlp::append(&otlp::decode(signal, otlp::Format::Protobuf, body).unwrap(), 5, &mut b, usize::MAX).unwrap();
         }
         let (block, _) = b.finish();
         records(&block)

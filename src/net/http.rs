@@ -48,6 +48,11 @@ pub struct HttpServer {
     pub tls: Option<Arc<Tls>>,
 }
 
+/// Most bytes of a request head (hyper's read buffer; its default is about
+/// 400 KiB). A head is read before any key is checked, so this is what a
+/// keyless connection can make the daemon hold; longer heads get 431.
+pub const MAX_HEAD_BYTES: usize = 64 << 10;
+
 /// Serves `listener` until shutdown: `handle` answers each request.
 pub async fn serve_http<H, Fut, B>(listener: TcpListener, server: HttpServer, tracker: TaskTracker, handle: H)
 where
@@ -101,6 +106,8 @@ where
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(server.head_timeout)
+        .max_header_size(MAX_HEAD_BYTES)
+        .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {

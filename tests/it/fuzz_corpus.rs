@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use sluice::codec::fuzz_support::{
-    batch_decoder_input, frame_decoder_input, jsonl_body_input, relayed_body_input, relp_framer_input,
+    batch_decoder_input, frame_decoder_input, jsonl_body_input, otlp_body_input, relayed_body_input, relp_framer_input,
     syslog_framer_input, syslog_parse_input,
 };
 use sluice::codec::jsonl::{JsonlDecoder, Stream};
@@ -44,6 +44,7 @@ fn all_inputs() -> Vec<(PathBuf, Vec<u8>)> {
             "syslog_parse",
             "relp_framer",
             "relayed_body",
+            "otlp_body",
         ] {
             all.extend(inputs(kind, target));
         }
@@ -60,6 +61,7 @@ fn corpora_are_not_empty() {
     assert!(!inputs("corpus", "syslog_parse").is_empty(), "fuzz/corpus/syslog_parse is empty");
     assert!(!inputs("corpus", "relp_framer").is_empty(), "fuzz/corpus/relp_framer is empty");
     assert!(!inputs("corpus", "relayed_body").is_empty(), "fuzz/corpus/relayed_body is empty");
+    assert!(!inputs("corpus", "otlp_body").is_empty(), "fuzz/corpus/otlp_body is empty");
 }
 
 #[test]
@@ -74,6 +76,7 @@ fn every_input_replays_through_both_targets_without_panicking() {
             syslog_parse_input(bytes);
             relp_framer_input(bytes);
             relayed_body_input(bytes);
+            otlp_body_input(bytes);
         });
         assert!(replay.is_ok(), "{} panicked", path.display());
     }
@@ -86,6 +89,26 @@ fn relayed_body_corpus_holds_bodies_the_central_node_accepts() {
         .filter(|(_, b)| sluice::forward::message::relayed_parts(b, "edge", 1).is_ok_and(|p| !p.is_empty()))
         .count();
     assert!(accepted >= 2, "fuzz/corpus/relayed_body lost its valid seeds");
+}
+
+#[test]
+fn otlp_corpus_holds_bodies_of_every_signal_in_both_encodings_that_store_records() {
+    use sluice::codec::otlp::{self, Format, Signal};
+    let mut seen = Vec::new();
+    for (_, bytes) in inputs("corpus", "otlp_body") {
+        let Some((&control, body)) = bytes.split_first() else { continue };
+        let signal = [Signal::Logs, Signal::Metrics, Signal::Traces, Signal::Logs][usize::from(control & 3)];
+        let format = if control & 4 != 0 { Format::Json } else { Format::Protobuf };
+        let Ok(req) = otlp::decode(signal, format, body) else { continue };
+        if otlp::append(&req, 0, &mut BlockBuilder::default(), usize::MAX).is_ok_and(|a| a.stored > 0) {
+            seen.push((signal, format));
+        }
+    }
+    for signal in [Signal::Logs, Signal::Metrics, Signal::Traces] {
+        for format in [Format::Protobuf, Format::Json] {
+            assert!(seen.contains(&(signal, format)), "no {signal:?} {format:?} seed that stores records");
+        }
+    }
 }
 
 #[test]

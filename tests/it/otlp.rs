@@ -233,6 +233,13 @@ fn curl_gets_every_documented_answer() {
     assert!(a.body["message"].as_str().unwrap().contains("key_id_mismatch"), "{a:?}");
     let a = curl(d, &logs, Some(good), &["-H", JSON]);
     assert_eq!(a.status, 401, "{a:?}");
+    assert_eq!(a.header("connection"), Some("close"), "a connection without a key is not kept: {a:?}");
+    // Past an argument's length: curl reads the header from a file.
+    let long = d.join("long-header");
+    std::fs::write(&long, format!("X-Filler: {}\n", "f".repeat(70 << 10))).unwrap();
+    let long = format!("@{}", long.display());
+    let a = curl(d, &logs, Some(good), &["-H", &bearer, "-H", JSON, "-H", &long]);
+    assert_eq!(a.status, 431, "a head over 64 KiB: {a:?}");
 
     let big = vec![b' '; 100 << 10];
     let a = curl(d, &logs, Some(&big), &["-H", &bearer, "-H", JSON]);
@@ -241,6 +248,10 @@ fn curl_gets_every_documented_answer() {
     assert!(bomb.len() < 64 << 10);
     let a = curl(d, &logs, Some(&bomb), &["-H", &bearer, "-H", PROTOBUF, "-H", "Content-Encoding: gzip"]);
     assert_eq!((a.status, status(&a).code), (413, 8), "{a:?}");
+    // 64 KiB × 4 of records: a JSON body of more than 1024 objects would decode into more.
+    let many = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}]}}]}}]}}"#, vec!["{}"; 2000].join(","));
+    let a = curl(d, &logs, Some(many.as_bytes()), &["-H", &bearer, "-H", JSON]);
+    assert_eq!((a.status, &a.body["code"]), (413, &json!(8)), "{a:?}");
     let a = curl(d, &logs, Some(good), &["-H", &bearer, "-H", "Content-Type: text/plain"]);
     assert_eq!(a.status, 415, "{a:?}");
     let a = curl(d, &logs, Some(good), &["-H", &bearer, "-H", JSON, "-H", "Content-Encoding: br"]);

@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 
 use super::traces::array;
 use super::value::{self, Object};
-use super::{Appended, Writer};
+use super::{Appended, OtlpError, Writer};
 use crate::record::{Kind, Mark, tag};
 
 /// `metric_type` values (Tell's numbering, extended: 1..=3 are Tell's).
@@ -32,49 +32,50 @@ pub mod metric_type {
 }
 
 /// What every point of one metric shares.
-struct Shape<'a> {
-    metric: &'a Metric,
-    kind: u8,
-    temporality: i32,
-    monotonic: bool,
+pub(super) struct Shape<'a> {
+    pub metric: &'a Metric,
+    pub kind: u8,
+    pub temporality: i32,
+    pub monotonic: bool,
 }
 
 /// The data points of one metric, each as a record.
-pub fn metric(w: &mut Writer<'_>, m: &Metric, out: &mut Appended) {
+pub fn metric(w: &mut Writer<'_>, m: &Metric, out: &mut Appended) -> Result<(), OtlpError> {
     let shape = |kind, temporality, monotonic| Shape { metric: m, kind, temporality, monotonic };
     match &m.data {
         None => {}
         Some(Data::Gauge(g)) => {
             let s = shape(metric_type::GAUGE, 0, false);
             for p in &g.data_points {
-                w.item(out, |w| number(w, &s, p));
+                w.item(out, |w| number(w, &s, p))?;
             }
         }
         Some(Data::Sum(sum)) => {
             let s = shape(metric_type::SUM, sum.aggregation_temporality, sum.is_monotonic);
             for p in &sum.data_points {
-                w.item(out, |w| number(w, &s, p));
+                w.item(out, |w| number(w, &s, p))?;
             }
         }
         Some(Data::Histogram(h)) => {
             let s = shape(metric_type::HISTOGRAM, h.aggregation_temporality, false);
             for p in &h.data_points {
-                w.item(out, |w| histogram(w, &s, p));
+                w.item(out, |w| histogram(w, &s, p))?;
             }
         }
         Some(Data::ExponentialHistogram(h)) => {
             let s = shape(metric_type::EXPONENTIAL_HISTOGRAM, h.aggregation_temporality, false);
             for p in &h.data_points {
-                w.item(out, |w| exponential(w, &s, p));
+                w.item(out, |w| exponential(w, &s, p))?;
             }
         }
         Some(Data::Summary(sm)) => {
             let s = shape(metric_type::SUMMARY, 0, false);
             for p in &sm.data_points {
-                w.item(out, |w| summary(w, &s, p));
+                w.item(out, |w| summary(w, &s, p))?;
             }
         }
     }
+    Ok(())
 }
 
 /// Data points in a metric.
@@ -140,7 +141,7 @@ fn begin(w: &mut Writer<'_>, s: &Shape<'_>, p: Point<'_>) -> Result<Mark, String
     Ok(mark)
 }
 
-fn number(w: &mut Writer<'_>, s: &Shape<'_>, p: &NumberDataPoint) -> Result<Mark, String> {
+pub(super) fn number(w: &mut Writer<'_>, s: &Shape<'_>, p: &NumberDataPoint) -> Result<Mark, String> {
     let common = Point {
         attributes: &p.attributes,
         start: p.start_time_unix_nano,
@@ -157,7 +158,7 @@ fn number(w: &mut Writer<'_>, s: &Shape<'_>, p: &NumberDataPoint) -> Result<Mark
     Ok(mark)
 }
 
-fn histogram(w: &mut Writer<'_>, s: &Shape<'_>, p: &HistogramDataPoint) -> Result<Mark, String> {
+pub(super) fn histogram(w: &mut Writer<'_>, s: &Shape<'_>, p: &HistogramDataPoint) -> Result<Mark, String> {
     let (bounds, counts) = (&p.explicit_bounds, &p.bucket_counts);
     if !counts.is_empty() && counts.len() != bounds.len() + 1 {
         return Err(format!("a histogram point has {} bucket counts for {} bounds", counts.len(), bounds.len()));
@@ -184,7 +185,11 @@ fn histogram(w: &mut Writer<'_>, s: &Shape<'_>, p: &HistogramDataPoint) -> Resul
     Ok(mark)
 }
 
-fn exponential(w: &mut Writer<'_>, s: &Shape<'_>, p: &ExponentialHistogramDataPoint) -> Result<Mark, String> {
+pub(super) fn exponential(
+    w: &mut Writer<'_>,
+    s: &Shape<'_>,
+    p: &ExponentialHistogramDataPoint,
+) -> Result<Mark, String> {
     let common = Point {
         attributes: &p.attributes,
         start: p.start_time_unix_nano,
@@ -219,7 +224,7 @@ fn exponential(w: &mut Writer<'_>, s: &Shape<'_>, p: &ExponentialHistogramDataPo
     Ok(mark)
 }
 
-fn summary(w: &mut Writer<'_>, s: &Shape<'_>, p: &SummaryDataPoint) -> Result<Mark, String> {
+pub(super) fn summary(w: &mut Writer<'_>, s: &Shape<'_>, p: &SummaryDataPoint) -> Result<Mark, String> {
     let common = Point {
         attributes: &p.attributes,
         start: p.start_time_unix_nano,

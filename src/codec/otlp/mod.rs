@@ -22,6 +22,7 @@
 
 pub mod logs;
 pub mod metrics;
+pub mod stream;
 pub mod traces;
 pub mod value;
 
@@ -80,6 +81,45 @@ pub enum OtlpError {
     Protobuf(&'static str, String),
     #[error("not an OTLP JSON Export{0}ServiceRequest: {1}")]
     Json(&'static str, String),
+    /// The records would take more than `limit` bytes (each carries its
+    /// resource and scope, so a small body can make many large records).
+    #[error("the request's records take more than {limit} bytes once stored; send smaller requests")]
+    TooLarge { limit: usize },
+    /// A JSON body with so many objects that decoding it would take more
+    /// than the records limit (each object becomes a message in memory).
+    #[error(
+        "the JSON body has {objects} objects, more than a request may decode into ({limit}); send smaller requests"
+    )]
+    TooManyObjects { objects: usize, limit: usize },
+}
+
+/// What one JSON object may take once decoded (the largest OTLP messages,
+/// spans and log records, take about this much before their strings).
+pub const JSON_OBJECT_BYTES: usize = 256;
+
+/// Writes every item of a `signal` request body as a record into `block`:
+/// protobuf one item at a time ([`stream`]), JSON decoded whole. See
+/// [`append`] for `max_bytes`.
+pub fn records(
+    signal: Signal,
+    format: Format,
+    body: &[u8],
+    received_at_ms: u64,
+    block: &mut BlockBuilder,
+    max_bytes: usize,
+) -> Result<Appended, OtlpError> {
+    match format {
+        Format::Protobuf => stream::append(signal, body, received_at_ms, block, max_bytes),
+        Format::Json => {
+            // Counting braces bounds what serde will build, before it builds it.
+            let objects = memchr::memchr_iter(b'{', body).count();
+            let limit = max_bytes / JSON_OBJECT_BYTES;
+            if objects > limit {
+                return Err(OtlpError::TooManyObjects { objects, limit });
+            }
+            append(&decode(signal, format, body)?, received_at_ms, block, max_bytes)
+        }
+    }
 }
 
 /// Decodes `body` as `signal`'s export request.
@@ -118,20 +158,28 @@ impl Appended {
     }
 }
 
-/// Writes every item of `req` as a record into `block`.
-pub fn append(req: &Request, received_at_ms: u64, block: &mut BlockBuilder) -> Appended {
+/// Writes every item of `req` as a record into `block`, which may grow by
+/// at most `max_bytes` (past that: [`OtlpError::TooLarge`], and `block`
+/// holds what was written so far: drop it).
+pub fn append(
+    req: &Request,
+    received_at_ms: u64,
+    block: &mut BlockBuilder,
+    max_bytes: usize,
+) -> Result<Appended, OtlpError> {
     let mut out = Appended::default();
     let mut scratch = Vec::new();
+    let limit = Limit { end: block.len_bytes().saturating_add(max_bytes), max_bytes };
     match req {
         Request::Logs(r) => {
             for rl in &r.resource_logs {
                 let group = Group::new(rl.resource.as_ref());
                 for sl in &rl.scope_logs {
                     let scope = scope_json(sl.scope.as_ref());
+                    let mut w =
+                        Writer { block, received_at_ms, group: &group, scope: &scope, scratch: &mut scratch, limit };
                     for lr in &sl.log_records {
-                        let mut w =
-                            Writer { block, received_at_ms, group: &group, scope: &scope, scratch: &mut scratch };
-                        w.item(&mut out, |w| logs::record(w, lr));
+                        w.item(&mut out, |w| logs::record(w, lr))?;
                     }
                 }
             }
@@ -141,10 +189,10 @@ pub fn append(req: &Request, received_at_ms: u64, block: &mut BlockBuilder) -> A
                 let group = Group::new(rm.resource.as_ref());
                 for sm in &rm.scope_metrics {
                     let scope = scope_json(sm.scope.as_ref());
+                    let mut w =
+                        Writer { block, received_at_ms, group: &group, scope: &scope, scratch: &mut scratch, limit };
                     for m in &sm.metrics {
-                        let mut w =
-                            Writer { block, received_at_ms, group: &group, scope: &scope, scratch: &mut scratch };
-                        metrics::metric(&mut w, m, &mut out);
+                        metrics::metric(&mut w, m, &mut out)?;
                     }
                 }
             }
@@ -154,16 +202,25 @@ pub fn append(req: &Request, received_at_ms: u64, block: &mut BlockBuilder) -> A
                 let group = Group::new(rs.resource.as_ref());
                 for ss in &rs.scope_spans {
                     let scope = scope_json(ss.scope.as_ref());
+                    let mut w =
+                        Writer { block, received_at_ms, group: &group, scope: &scope, scratch: &mut scratch, limit };
                     for span in &ss.spans {
-                        let mut w =
-                            Writer { block, received_at_ms, group: &group, scope: &scope, scratch: &mut scratch };
-                        w.item(&mut out, |w| traces::span(w, span));
+                        w.item(&mut out, |w| traces::span(w, span))?;
                     }
                 }
             }
         }
     }
-    out
+    Ok(out)
+}
+
+/// Where a request's records must end in the block.
+#[derive(Debug, Clone, Copy)]
+struct Limit {
+    /// The block's length may not pass this.
+    end: usize,
+    /// What the request was allowed (for the error).
+    max_bytes: usize,
 }
 
 /// Items in a request: what a 200 counts and `partial_success` refers to.
@@ -239,6 +296,7 @@ pub struct Writer<'a> {
     scope: &'a [u8],
     /// A reusable buffer for JSON fields.
     pub scratch: &'a mut Vec<u8>,
+    limit: Limit,
 }
 
 impl Writer<'_> {
@@ -265,8 +323,23 @@ impl Writer<'_> {
         self.block.bytes(tag, self.scratch);
     }
 
-    /// Runs `write` for one item; a rejected or too-long record is rolled back and counted.
-    pub fn item(&mut self, out: &mut Appended, write: impl FnOnce(&mut Self) -> Result<Mark, String>) {
+    /// Runs `write` for one item; a rejected or too-long record is rolled
+    /// back and counted. Errs when the request's records grow past their limit.
+    pub fn item(
+        &mut self,
+        out: &mut Appended,
+        write: impl FnOnce(&mut Self) -> Result<Mark, String>,
+    ) -> Result<(), OtlpError> {
+        if self.block.len_bytes() > self.limit.end {
+            return Err(OtlpError::TooLarge { limit: self.limit.max_bytes });
+        }
+        // Every record carries these: when they alone are too long, so is
+        // each record, and writing each one to roll it back would be slow.
+        let shared = self.group.resource.len() + self.scope.len();
+        if shared > MAX_RECORD_BYTES {
+            out.reject(|| format!("the resource and scope alone are {shared} bytes, over {MAX_RECORD_BYTES}"));
+            return Ok(());
+        }
         let before = self.block.mark();
         match write(self) {
             Ok(mark) if self.block.len_since(mark) > MAX_RECORD_BYTES => {
@@ -282,6 +355,13 @@ impl Writer<'_> {
                 out.reject(|| why);
             }
         }
+        Ok(())
+    }
+
+    /// Counts an item rejected before it was read.
+    pub fn skip(&mut self, out: &mut Appended, why: impl FnOnce() -> String) -> Result<(), OtlpError> {
+        out.reject(why);
+        Ok(())
     }
 
     /// Trace and span ids: empty, or exactly `len` bytes.

@@ -2,6 +2,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
@@ -31,7 +32,7 @@ fn logs(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
 
 fn stored(req: &Request) -> (Vec<u8>, Appended) {
     let mut b = BlockBuilder::default();
-    let a = append(req, 99, &mut b);
+    let a = append(req, 99, &mut b, usize::MAX).unwrap();
     (b.finish().0, a)
 }
 
@@ -155,4 +156,144 @@ fn real_exporters_bodies_decode_with_their_fields() {
     assert_eq!(gauge.get_f64(tag::METRIC_VALUE), Some(21.5));
     let exp = points.iter().find(|r| r.get(tag::EXP_HISTOGRAM).is_some()).unwrap();
     assert_eq!(json_field(exp, tag::EXP_HISTOGRAM)["count"], 5);
+}
+
+#[test]
+fn records_past_the_request_limit_are_an_error() {
+    // A large resource repeats in every record: 50 small records, 50 copies.
+    let mut req = logs(vec![LogRecord::default(); 50]);
+    let resource = req.resource_logs[0].resource.as_mut().unwrap();
+    resource.attributes.push(kv("big", Value::StringValue("r".repeat(10_000))));
+    let req = Request::Logs(req);
+    let mut b = BlockBuilder::default();
+    assert_eq!(append(&req, 1, &mut b, 100_000), Err(OtlpError::TooLarge { limit: 100_000 }));
+    let mut b = BlockBuilder::default();
+    assert_eq!(append(&req, 1, &mut b, 1_000_000).unwrap().stored, 50);
+}
+
+/// The protobuf path reads one item at a time; it must store what decoding
+/// the whole request would.
+#[test]
+fn streaming_protobuf_stores_what_a_whole_decode_stores() {
+    let bodies: [(Signal, &[u8]); 3] = [
+        (Signal::Logs, include_bytes!("../../../tests/fixtures/otlp/py-logs.pb")),
+        (Signal::Metrics, include_bytes!("../../../tests/fixtures/otlp/py-metrics.pb")),
+        (Signal::Traces, include_bytes!("../../../tests/fixtures/otlp/py-traces.pb")),
+    ];
+    for (signal, body) in bodies {
+        let (whole, a) = stored(&decode(signal, Format::Protobuf, body).unwrap());
+        let mut b = BlockBuilder::default();
+        let s = stream::append(signal, body, 99, &mut b, usize::MAX).unwrap();
+        assert_eq!((s, b.finish().0), (a, whole), "{signal:?}");
+    }
+    // Fields out of order, a resource sent twice (merged), a metric whose
+    // data changes kind (the last wins), unknown fields.
+    let mut resource = Resource { attributes: vec![kv("a", Value::IntValue(1))], ..Default::default() };
+    let mut req = logs(vec![LogRecord { severity_number: 9, ..Default::default() }]);
+    let mut body = Vec::new();
+    let rl = &mut req.resource_logs[0];
+    rl.resource = None;
+    let mut group = Vec::new();
+    prost::encoding::message::encode(2, &rl.scope_logs[0], &mut group);
+    prost::encoding::message::encode(1, &resource, &mut group);
+    resource.attributes = vec![kv("b", Value::IntValue(2))];
+    prost::encoding::message::encode(1, &resource, &mut group);
+    prost::encoding::uint64::encode(99, &7, &mut group);
+    prost::encoding::bytes::encode(1, &group, &mut body);
+    let (whole, a) = stored(&decode(Signal::Logs, Format::Protobuf, &body).unwrap());
+    let mut b = BlockBuilder::default();
+    assert_eq!(stream::append(Signal::Logs, &body, 99, &mut b, usize::MAX).unwrap(), a);
+    let block = b.finish().0;
+    assert_eq!(block, whole);
+    let r = record::records(&block).next().unwrap().unwrap();
+    assert_eq!(json_field(&r, tag::RESOURCE), serde_json::json!({"a": 1, "b": 2}));
+}
+
+#[test]
+fn a_metric_whose_data_changes_kind_keeps_the_last() {
+    use opentelemetry_proto::tonic::metrics::v1::{Gauge, Metric, NumberDataPoint, Sum, number_data_point};
+    let point = |v| NumberDataPoint { value: Some(number_data_point::Value::AsInt(v)), ..Default::default() };
+    let gauge = Metric {
+        name: "m".into(),
+        data: Some(metric::Data::Gauge(Gauge { data_points: vec![point(1), point(2)] })),
+        ..Default::default()
+    };
+    let sum = Metric {
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![point(3)],
+            aggregation_temporality: 1,
+            is_monotonic: true,
+        })),
+        ..Default::default()
+    };
+    let sum2 = Metric {
+        data: Some(metric::Data::Sum(Sum {
+            data_points: vec![point(4)],
+            aggregation_temporality: 2,
+            is_monotonic: false,
+        })),
+        ..Default::default()
+    };
+    // Concatenated messages merge: name from the first, a sum of points 3 and 4.
+    let mut m = gauge.encode_to_vec();
+    m.extend(sum.encode_to_vec());
+    m.extend(sum2.encode_to_vec());
+    let mut sm = Vec::new();
+    prost::encoding::bytes::encode(2, &m, &mut sm);
+    let mut rm = Vec::new();
+    prost::encoding::bytes::encode(2, &sm, &mut rm);
+    let mut body = Vec::new();
+    prost::encoding::bytes::encode(1, &rm, &mut body);
+    let (whole, a) = stored(&decode(Signal::Metrics, Format::Protobuf, &body).unwrap());
+    assert_eq!(a.stored, 2);
+    let mut b = BlockBuilder::default();
+    assert_eq!(stream::append(Signal::Metrics, &body, 99, &mut b, usize::MAX).unwrap(), a);
+    assert_eq!(b.finish().0, whole);
+    let rs: Vec<_> = record::records(&whole).map(Result::unwrap).collect();
+    assert_eq!(rs[1].get(tag::METRIC_INT), Some(&4i64.to_le_bytes()[..]));
+    // Temporality 2 (cumulative, Tell's 1) was sent last; `false` is proto3's
+    // default, never on the wire, so `true` stays.
+    assert_eq!((rs[1].get_u8(tag::TEMPORALITY), rs[1].get_u8(tag::MONOTONIC)), (Some(1), Some(1)));
+}
+
+#[test]
+fn oversized_items_and_shared_parts_are_rejected_unread() {
+    let huge = LogRecord {
+        body: Some(AnyValue { value: Some(Value::StringValue("x".repeat(stream::MAX_ITEM_BYTES))) }),
+        ..Default::default()
+    };
+    let body = logs(vec![huge, LogRecord::default()]).encode_to_vec();
+    let mut b = BlockBuilder::default();
+    let a = stream::append(Signal::Logs, &body, 1, &mut b, usize::MAX).unwrap();
+    assert_eq!((a.stored, a.rejected), (1, 1));
+    // A resource over the record limit: every record refused, none written.
+    let mut req = logs(vec![LogRecord::default(); 1000]);
+    let attrs = &mut req.resource_logs[0].resource.as_mut().unwrap().attributes;
+    attrs.push(kv("big", Value::StringValue("r".repeat(MAX_RECORD_BYTES))));
+    let mut b = BlockBuilder::default();
+    let a = stream::append(Signal::Logs, &req.encode_to_vec(), 1, &mut b, usize::MAX).unwrap();
+    assert_eq!((a.stored, a.rejected, b.len_bytes()), (0, 1000, 0));
+}
+
+#[test]
+fn json_bodies_of_many_objects_are_refused_before_decoding() {
+    let mut body = String::from(r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":["#);
+    body.push_str(&vec!["{}"; 5000].join(","));
+    body.push_str("]}]}]}");
+    let mut b = BlockBuilder::default();
+    let err = records(Signal::Logs, Format::Json, body.as_bytes(), 1, &mut b, 1 << 20).unwrap_err();
+    assert!(matches!(err, OtlpError::TooManyObjects { objects: 5003, limit: 4096 }), "{err}");
+    assert_eq!(records(Signal::Logs, Format::Json, body.as_bytes(), 1, &mut b, 4 << 20).unwrap().stored, 5000);
+}
+
+#[test]
+fn bad_protobuf_envelopes_are_errors() {
+    for body in [&b"\x0a\x05\x12"[..], b"\x08\x01", b"\x0a\x02\x12\x05", b"\x0b"] {
+        let mut b = BlockBuilder::default();
+        assert!(
+            matches!(stream::append(Signal::Logs, body, 1, &mut b, usize::MAX), Err(OtlpError::Protobuf(..))),
+            "{body:?}"
+        );
+        assert!(decode(Signal::Logs, Format::Protobuf, body).is_err(), "prost agrees: {body:?}");
+    }
 }

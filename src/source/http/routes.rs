@@ -70,6 +70,11 @@ fn refuse(ctx: &HttpContext, refused: &Refused, peer: SocketAddr) -> Resp {
     }
     tracing::debug!(%peer, status = refused.status.as_u16(), code = refused.code, "http request refused");
     let mut resp = refused.response();
+    if refused.status == StatusCode::UNAUTHORIZED {
+        // No more requests from a connection without a key: a client that
+        // pipelines requests and never reads its answers cannot keep it.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if refused.status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
     }

@@ -60,6 +60,8 @@ pub struct OtlpContext {
     pub abort: CancellationToken,
     pub tls: Option<Arc<Tls>>,
     pub limits: RateLimits,
+    /// Requests being decoded at once (see `routes`).
+    pub decode_slots: tokio::sync::Semaphore,
 }
 
 /// Serves the listener until `shutdown`; connections run on `tracker`.

@@ -15,7 +15,7 @@ use super::reply;
 use crate::auth::client_ip::client_ip;
 use crate::auth::keys::{KEY_LEN, KeyInfo};
 use crate::auth::ratelimit::Verdict;
-use crate::codec::otlp::{self, Format, Signal};
+use crate::codec::otlp::{self, Appended, Format, OtlpError, Signal};
 use crate::metrics::{Cut, Refusal};
 use crate::source::http::auth::{key_pair, request_key};
 use crate::source::http::body::{self, Budget};
@@ -24,9 +24,10 @@ use crate::source::http::reply::{Refused, Resp};
 use crate::store::chunk::ChunkBuilder;
 use crate::store::now_ms;
 
-/// Decoded messages take more memory than their bytes: this much per body
-/// byte is covered by the pipeline budget while a body is decoded.
-const DECODE_EXPANSION: usize = 4;
+/// A request's stored records may take this many times `max_body_bytes`
+/// (each record carries its resource and scope); more is refused with 413.
+/// It also bounds what a JSON body may decode into (`codec::otlp::records`).
+const RECORDS_PER_BODY_BYTE: usize = 4;
 
 /// Answers one request; never fails (refusals become `google.rpc.Status` answers).
 pub async fn handle(ctx: &OtlpContext, req: Request<Incoming>, peer: SocketAddr) -> Resp {
@@ -70,6 +71,11 @@ fn refuse(ctx: &OtlpContext, format: Format, refused: &Refused, peer: SocketAddr
     }
     tracing::debug!(%peer, status = refused.status.as_u16(), code = refused.code, "otlp request refused");
     let mut resp = reply::refused(format, refused);
+    if refused.status == StatusCode::UNAUTHORIZED {
+        // No more requests from a connection without a key: a client that
+        // pipelines requests and never reads its answers cannot keep it.
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if refused.status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
     }
@@ -104,13 +110,18 @@ async fn serve(
     })?;
     ctx.metrics.bytes_received.fetch_add(wire.len() as u64, Ordering::Relaxed);
     let plain = body::decompress(wire, encoding, limit, &mut budget).await?;
-    budget.cover(plain.len().saturating_mul(DECODE_EXPANSION + 1)).await?;
-    let request = otlp::decode(signal, format, &plain).map_err(|e| Refused::malformed("undecodable", e.to_string()))?;
-    drop(plain);
-    let received_at = now_ms();
-    let mut chunk = ChunkBuilder::with_capacity(64 << 10);
-    let appended = otlp::append(&request, received_at, chunk.records(received_at));
-    drop(request);
+    let body_len = plain.len();
+    // Decoding is CPU work and, while it runs, memory beyond the body: a
+    // few at a time, no more than there are cores.
+    let slot = tokio::time::timeout(ctx.config.busy_timeout, ctx.decode_slots.acquire())
+        .await
+        .map_err(|_| Refused::unavailable("busy decoding other requests; retry"))?
+        .map_err(|_| Refused::unavailable("the daemon is stopping; retry"))?;
+    let max_records = limit.saturating_mul(RECORDS_PER_BODY_BYTE);
+    let decoded = tokio::task::spawn_blocking(move || records(signal, format, &plain, max_records)).await;
+    drop(slot);
+    let (appended, mut chunk) = decoded.map_err(|_| Refused::unavailable("decoding failed; retry"))??;
+    budget.cover(body_len + chunk.len_bytes()).await?;
     for _ in 0..appended.rejected {
         ctx.metrics.refuse(Refusal::Malformed);
     }
@@ -131,18 +142,45 @@ async fn serve(
     Ok(reply::success(signal, format, &appended))
 }
 
+/// Decodes a body and writes its items as records (on the blocking pool:
+/// a large body takes a while).
+fn records(signal: Signal, format: Format, body: &[u8], max_bytes: usize) -> Result<(Appended, ChunkBuilder), Refused> {
+    let received_at = now_ms();
+    let mut chunk = ChunkBuilder::with_capacity(64 << 10);
+    let appended = otlp::records(signal, format, body, received_at, chunk.records(received_at), max_bytes).map_err(
+        |e| match e {
+            OtlpError::TooLarge { .. } | OtlpError::TooManyObjects { .. } => {
+                Refused::too_large("records_too_large", e.to_string())
+            }
+            e => Refused::malformed("undecodable", e.to_string()),
+        },
+    )?;
+    Ok((appended, chunk))
+}
+
 /// The request's streaming key: `Authorization: Bearer`, `X-API-Key`, or
 /// `X-API-Key-ID` with `X-API-Key-Secret` (whose id must be the key's).
 fn authenticate(ctx: &OtlpContext, headers: &HeaderMap) -> Result<KeyInfo, Refused> {
     let unknown = || Refused::bad_key("unknown_key", "unknown or revoked streaming key");
     let (raw, id): ([u8; KEY_LEN], Option<u64>) = match key_pair(headers) {
         Some(pair) => pair.map(|(key, id)| (key, Some(id)))?,
-        None => (request_key(headers, None, false)?, None),
+        None => (request_key(headers, None, false).map_err(otlp_ways)?, None),
     };
     let key = ctx.keys.lookup(&raw).ok_or_else(unknown)?;
     match id {
         Some(id) if id != key.id => Err(Refused::bad_key("key_id_mismatch", "X-API-Key-ID is not the id of that key")),
         _ => Ok(key),
+    }
+}
+
+/// A missing key is told the ways OTLP takes one (not HTTP ingest's `?token=`).
+fn otlp_ways(r: Refused) -> Refused {
+    match r.code {
+        "missing_key" => Refused::bad_key(
+            "missing_key",
+            "send the streaming key as Authorization: Bearer KEY, X-API-Key: KEY, or X-API-Key-ID and X-API-Key-Secret",
+        ),
+        _ => r,
     }
 }
 
