@@ -14,6 +14,7 @@ use sluice::codec::ack::Status;
 
 use crate::common::acked::{marked_batch, stream_acked};
 use crate::common::admin::{ApiClient, admin_section, metric};
+use crate::common::curl::curl;
 use crate::common::{Daemon, create_key, export, hex_key};
 use crate::nats_support::{NatsCluster, consume_ndjson};
 
@@ -87,12 +88,15 @@ fn wait_metric(d: &Daemon, name: &str, limit: Duration, check: impl Fn(u64) -> b
 }
 
 /// Every marker of `expected` once; per (workspace, origin node) the origin
-/// sequence numbers run 1, 2, 3… in the order the central node stored them.
+/// sequence numbers run 1, 2, 3… in the order the central node stored them
+/// (events without a marker, such as OTLP records, count for the order only).
 fn check_central(events: &[Value], expected: &BTreeSet<String>) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut origins: BTreeMap<(u64, String), Vec<u64>> = BTreeMap::new();
     for e in events {
-        *seen.entry(e["payload"]["marker"].as_str().expect("marker").to_string()).or_default() += 1;
+        if let Some(marker) = e["payload"]["marker"].as_str() {
+            *seen.entry(marker.to_string()).or_default() += 1;
+        }
         let node = e["origin_node"].as_str().expect("origin_node").to_string();
         origins.entry((e["workspace"].as_u64().unwrap(), node)).or_default().push(e["origin_seq"].as_u64().unwrap());
     }
@@ -245,7 +249,7 @@ async fn replicated_acks_wait_for_jetstream_and_resume_by_themselves() {
     let key = hex_key(&create_key(&data, 5).1);
     let config = admin_section("")
         + &forward_section(&nats.toml_servers(), "edge-r", "replicas = 3\nack = \"replicated\"")
-        + "[pipeline]\nack_timeout = \"2s\"\n";
+        + "[pipeline]\nack_timeout = \"2s\"\n[sources.otlp]\naddress = \"127.0.0.1:0\"\n";
     let edge = Daemon::start(&data, &config);
     let addr = edge.tcp.to_string();
     let mut client = AckedClient::connect(&addr).await.unwrap();
@@ -256,12 +260,22 @@ async fn replicated_acks_wait_for_jetstream_and_resume_by_themselves() {
         assert!(Instant::now() < deadline, "the first batch was never replicated; log:\n{}", edge.log_text());
     }
     assert_eq!(send(&mut client, 10).await.unwrap().status, Status::Stored);
+    // OTLP's 200 also waits for the PubAck.
+    let otlp = |body: &str| {
+        let logs = format!("http://{}/v1/logs", edge.otlp.expect("otlp listener"));
+        let json = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#);
+        let key = format!("X-API-Key: {}", hex::encode(key));
+        curl(dir.path(), &logs, Some(json.as_bytes()), &["-H", &key, "-H", "Content-Type: application/json"])
+    };
+    assert_eq!(otlp("replicated-1").status, 200);
 
     nats.stop_all();
     let started = Instant::now();
     let refused = send(&mut client, 2).await.unwrap();
     assert_eq!(refused.status, Status::Unavailable, "never stored while JetStream is down");
     assert!(started.elapsed() >= Duration::from_secs(1), "it waited for JetStream first");
+    let a = otlp("replicated-2");
+    assert_eq!((a.status, a.header("retry-after")), (503, Some("1")), "no 200 while JetStream is down: {a:?}");
     // Its retry is not answered "duplicate" before the events are replicated either.
     assert_eq!(send(&mut client, 2).await.unwrap().status, Status::Unavailable);
 
@@ -279,8 +293,12 @@ async fn replicated_acks_wait_for_jetstream_and_resume_by_themselves() {
     assert!(edge.stop().success());
 
     let central = Daemon::start(&dir.path().join("central"), &(admin_section("") + &central_section(&nats)));
-    let events = central_events(central, 4 * PER_BATCH as u64);
+    // The OTLP request answered 503 was committed on the edge all the same
+    // (the answer only could not promise it): it arrives, as a retry would.
+    let events = central_events(central, 4 * PER_BATCH as u64 + 2);
     check_central(&events, &markers("r", [1, 2, 3, 10]).collect());
+    let bodies: BTreeSet<_> = events.iter().filter_map(|e| e["body"].as_str()).collect();
+    assert_eq!(bodies, BTreeSet::from(["replicated-1", "replicated-2"]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
