@@ -46,29 +46,24 @@ if ! command -v promtool >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
-# The NATS tests' non-sluice client; rebuilt only when the pins change.
-venv=target/nats-py-venv
-if ! cmp -s tests/nats/requirements.txt "$venv/requirements.txt"; then
-    echo "creating $venv (nats-py from tests/nats/requirements.txt)" >&2
+# A throwaway venv of hash-pinned wheels (`python_clients VENV REQUIREMENTS`),
+# rebuilt only when the pins change.
+python_clients() {
+    local venv=$1 pins=$2
+    cmp -s "$pins" "$venv/requirements.txt" && return 0
+    echo "creating $venv (from $pins)" >&2
     rm -rf "$venv"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-        --require-hashes --only-binary=:all: -r tests/nats/requirements.txt
-    cp tests/nats/requirements.txt "$venv/requirements.txt"
-fi
-
-# The OTLP tests' clients (tests/otlp/send.py, tests/otlp/send_logs.mjs): the
-# Python venv is rebuilt only when the pins change, the JS packages are
-# reinstalled when missing or when the lockfile is newer than the install.
-venv=target/otlp-py-venv
-if ! cmp -s tests/otlp/requirements.txt "$venv/requirements.txt"; then
-    echo "creating $venv (OpenTelemetry SDK from tests/otlp/requirements.txt)" >&2
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-input \
-        --require-hashes --only-binary=:all: -r tests/otlp/requirements.txt
-    cp tests/otlp/requirements.txt "$venv/requirements.txt"
-fi
+        --require-hashes --only-binary=:all: -r "$pins"
+    cp "$pins" "$venv/requirements.txt"
+}
+# The NATS tests' non-sluice client, and the OTLP tests' Python SDK
+# (tests/otlp/send.py).
+python_clients target/nats-py-venv tests/nats/requirements.txt
+python_clients target/otlp-py-venv tests/otlp/requirements.txt
+# The OTLP tests' JS exporter (tests/otlp/send_logs.mjs): reinstalled when
+# missing or when the lockfile is newer than the install.
 if [ ! -d tests/otlp/node_modules/@opentelemetry/exporter-logs-otlp-http ] ||
     [ tests/otlp/package-lock.json -nt tests/otlp/node_modules/.package-lock.json ]; then
     npm ci --prefix tests/otlp --no-audit --no-fund --loglevel=error

@@ -99,6 +99,19 @@ struct Point<'a> {
     flags: u32,
 }
 
+/// The common [`Point`] of any OTLP data point type (they share these names).
+macro_rules! point {
+    ($p:expr, $exemplars:expr) => {
+        Point {
+            attributes: &$p.attributes,
+            start: $p.start_time_unix_nano,
+            time: $p.time_unix_nano,
+            exemplars: $exemplars,
+            flags: $p.flags,
+        }
+    };
+}
+
 fn begin(w: &mut Writer<'_>, s: &Shape<'_>, p: Point<'_>) -> Result<Mark, String> {
     // OTLP numbers temporality 1 delta, 2 cumulative; Tell 1 cumulative, 2 delta.
     let temporality = match s.temporality {
@@ -142,14 +155,7 @@ fn begin(w: &mut Writer<'_>, s: &Shape<'_>, p: Point<'_>) -> Result<Mark, String
 }
 
 pub(super) fn number(w: &mut Writer<'_>, s: &Shape<'_>, p: &NumberDataPoint) -> Result<Mark, String> {
-    let common = Point {
-        attributes: &p.attributes,
-        start: p.start_time_unix_nano,
-        time: p.time_unix_nano,
-        exemplars: &p.exemplars,
-        flags: p.flags,
-    };
-    let mark = begin(w, s, common)?;
+    let mark = begin(w, s, point!(p, &p.exemplars))?;
     match p.value {
         Some(Value::AsDouble(d)) => w.block.f64(tag::METRIC_VALUE, d),
         Some(Value::AsInt(i)) => w.block.i64(tag::METRIC_INT, i),
@@ -163,14 +169,7 @@ pub(super) fn histogram(w: &mut Writer<'_>, s: &Shape<'_>, p: &HistogramDataPoin
     if !counts.is_empty() && counts.len() != bounds.len() + 1 {
         return Err(format!("a histogram point has {} bucket counts for {} bounds", counts.len(), bounds.len()));
     }
-    let common = Point {
-        attributes: &p.attributes,
-        start: p.start_time_unix_nano,
-        time: p.time_unix_nano,
-        exemplars: &p.exemplars,
-        flags: p.flags,
-    };
-    let mark = begin(w, s, common)?;
+    let mark = begin(w, s, point!(p, &p.exemplars))?;
     let mut h = Vec::with_capacity(32 + 16 * counts.len());
     h.extend_from_slice(&p.count.to_le_bytes());
     for v in [p.sum, p.min, p.max] {
@@ -190,14 +189,7 @@ pub(super) fn exponential(
     s: &Shape<'_>,
     p: &ExponentialHistogramDataPoint,
 ) -> Result<Mark, String> {
-    let common = Point {
-        attributes: &p.attributes,
-        start: p.start_time_unix_nano,
-        time: p.time_unix_nano,
-        exemplars: &p.exemplars,
-        flags: p.flags,
-    };
-    let mark = begin(w, s, common)?;
+    let mark = begin(w, s, point!(p, &p.exemplars))?;
     w.json(tag::EXP_HISTOGRAM, |out| {
         let mut o = Object::open(out);
         o.key("count");
@@ -225,14 +217,7 @@ pub(super) fn exponential(
 }
 
 pub(super) fn summary(w: &mut Writer<'_>, s: &Shape<'_>, p: &SummaryDataPoint) -> Result<Mark, String> {
-    let common = Point {
-        attributes: &p.attributes,
-        start: p.start_time_unix_nano,
-        time: p.time_unix_nano,
-        exemplars: &[],
-        flags: p.flags,
-    };
-    let mark = begin(w, s, common)?;
+    let mark = begin(w, s, point!(p, &[]))?;
     w.json(tag::SUMMARY, |out| {
         let mut o = Object::open(out);
         o.key("count");

@@ -5,10 +5,13 @@
 //! ([`Kind::Metric`]) and per span ([`Kind::Span`]).
 //!
 //! ```text
-//! body ─► decode (protobuf | JSON) ─► Request ─► append ─► BlockBuilder
-//!                                                 │
-//!                   resource and scope JSON once per group, copied per record
+//! protobuf ─► stream: walk the envelope, decode one item at a time ─┐
+//! JSON ─► count objects ─► decode whole ─► Request ─► append ────────┴─► BlockBuilder
+//!                         resource and scope JSON once per group, copied per record
 //! ```
+//!
+//! [`records`] is the entry point; [`stream`] says why protobuf is not
+//! decoded whole.
 //!
 //! A record that cannot be stored as sent (an id of the wrong length, an
 //! enum out of range, a histogram whose counts do not match its bounds, a
@@ -18,7 +21,7 @@
 //! request is refused (400), nothing is stored.
 //!
 //! Files: [`value`] (attributes and `AnyValue`s as JSON text), [`logs`],
-//! [`metrics`], [`traces`].
+//! [`metrics`], [`traces`], [`stream`] (protobuf, item by item).
 
 pub mod logs;
 pub mod metrics;

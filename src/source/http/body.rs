@@ -12,6 +12,7 @@
 //! pushes back on HTTP clients instead of growing memory.
 
 use std::io::Read;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -20,6 +21,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use super::reply::Refused;
+use crate::metrics::{Cut, SourceMetrics};
 use crate::net::budget::Account;
 use crate::net::deadline::Timeouts;
 use crate::net::http::{BodyError, BodyReader};
@@ -101,6 +103,26 @@ pub async fn read(
         budget.cover(len).await?;
         buf.extend_from_slice(&data);
     }
+}
+
+/// Reads and decompresses a request's body under `limit` ([`read`],
+/// [`decompress`]), counting its wire bytes and a cut for a body too slow.
+pub async fn receive(
+    body: Incoming,
+    headers: &HeaderMap,
+    limit: usize,
+    timeouts: Timeouts,
+    budget: &mut Budget,
+    metrics: &SourceMetrics,
+) -> Result<Bytes, Refused> {
+    let encoding = encoding(headers)?;
+    let wire = read(body, headers, limit, timeouts, budget).await.inspect_err(|r| {
+        if r.status == StatusCode::REQUEST_TIMEOUT {
+            metrics.cut(Cut::SlowFrame);
+        }
+    })?;
+    metrics.bytes_received.fetch_add(wire.len() as u64, Ordering::Relaxed);
+    decompress(wire, encoding, limit, budget).await
 }
 
 /// 408: the body did not keep the minimum rate.

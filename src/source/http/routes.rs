@@ -18,7 +18,7 @@ use super::ingest::{self, Route};
 use super::reply::{Refused, Resp};
 use crate::auth::client_ip::client_ip;
 use crate::auth::ratelimit::Verdict;
-use crate::metrics::{Cut, Refusal};
+use crate::metrics::Refusal;
 
 const ALLOW: &str = "POST, OPTIONS";
 
@@ -105,16 +105,9 @@ async fn serve(
     if route == Route::Ingest {
         check_batch_type(parts)?;
     }
-    let encoding = body::encoding(&parts.headers)?;
     let limit = ctx.config.max_body_bytes.0;
     let mut budget = Budget::new(&ctx.pipeline, ctx.config.busy_timeout);
-    let wire = body::read(body, &parts.headers, limit, ctx.timeouts, &mut budget).await.inspect_err(|r| {
-        if r.status == StatusCode::REQUEST_TIMEOUT {
-            ctx.metrics.cut(Cut::SlowFrame);
-        }
-    })?;
-    ctx.metrics.bytes_received.fetch_add(wire.len() as u64, Ordering::Relaxed);
-    let plain = body::decompress(wire, encoding, limit, &mut budget).await?;
+    let plain = body::receive(body, &parts.headers, limit, ctx.timeouts, &mut budget, &ctx.metrics).await?;
     let peer_text = if client == peer.ip() { peer.to_string() } else { client.to_string() };
     let partial = query_param(query, "partial").is_some_and(|v| v == "true" || v == "1");
     let req = ingest::Request { route, raw_key, key, peer: &peer_text, partial };

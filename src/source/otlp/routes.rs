@@ -16,7 +16,7 @@ use crate::auth::client_ip::client_ip;
 use crate::auth::keys::{KEY_LEN, KeyInfo};
 use crate::auth::ratelimit::Verdict;
 use crate::codec::otlp::{self, Appended, Format, OtlpError, Signal};
-use crate::metrics::{Cut, Refusal};
+use crate::metrics::Refusal;
 use crate::source::http::auth::{key_pair, request_key};
 use crate::source::http::body::{self, Budget};
 use crate::source::http::ingest::{self, Destination};
@@ -100,16 +100,9 @@ async fn serve(
         }
     }
     let format = content_format(&parts.headers).ok_or_else(|| unsupported_type(&parts.headers))?;
-    let encoding = body::encoding(&parts.headers)?;
     let limit = ctx.config.max_body_bytes.0;
     let mut budget = Budget::new(&ctx.pipeline, ctx.config.busy_timeout);
-    let wire = body::read(body, &parts.headers, limit, ctx.timeouts, &mut budget).await.inspect_err(|r| {
-        if r.status == StatusCode::REQUEST_TIMEOUT {
-            ctx.metrics.cut(Cut::SlowFrame);
-        }
-    })?;
-    ctx.metrics.bytes_received.fetch_add(wire.len() as u64, Ordering::Relaxed);
-    let plain = body::decompress(wire, encoding, limit, &mut budget).await?;
+    let plain = body::receive(body, &parts.headers, limit, ctx.timeouts, &mut budget, &ctx.metrics).await?;
     let body_len = plain.len();
     // Decoding is CPU work and, while it runs, memory beyond the body: a
     // few at a time, no more than there are cores.
