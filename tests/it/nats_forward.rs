@@ -263,7 +263,9 @@ async fn replicated_acks_wait_for_jetstream_and_resume_by_themselves() {
     // OTLP's 200 also waits for the PubAck.
     let otlp = |body: &str| {
         let logs = format!("http://{}/v1/logs", edge.otlp.expect("otlp listener"));
-        let json = format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#);
+        let json = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+        );
         let key = format!("X-API-Key: {}", hex::encode(key));
         curl(dir.path(), &logs, Some(json.as_bytes()), &["-H", &key, "-H", "Content-Type: application/json"])
     };
