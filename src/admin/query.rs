@@ -182,6 +182,8 @@ mod tests {
             (Some("syslog_udp"), Some(Kind::Syslog), Some("disk full!"))
         );
         assert_eq!(q.max_scan_rows, 50);
+        let otel = parse("kind=span&service=check%20out", 4, 50).unwrap();
+        assert_eq!((otel.kind, otel.service.as_deref()), (Some(Kind::Span), Some("check out")));
         let d = parse("", 1, 5).unwrap();
         assert_eq!((d.limit, d.order, d.text), (DEFAULT_LIMIT, Order::Asc, None));
     }

@@ -749,6 +749,11 @@ mod tests {
         let page = h.query(&Query { text: Some("s1234".into()), ..query() }, event_json).unwrap();
         assert_eq!(seqs(&page), vec![1234]);
         assert_eq!(page.events[0]["service"], "s1234");
+        // `service` matches the whole service name, not a part of it.
+        let (exact, _) = all_pages(&h, Query { service: Some("s1234".into()), ..query() });
+        assert_eq!(exact, vec![1234]);
+        let (part, _) = all_pages(&h, Query { service: Some("s123".into()), ..query() });
+        assert_eq!(part, vec![123]);
     }
 
     /// Counts what a stream hands it; asks to stop after `chunks` chunks.
