@@ -31,7 +31,7 @@ use clap::{Args, Parser, Subcommand};
 )]
 pub struct Cli {
     /// Trust the CAs in this PEM file for TLS: the admin API at an https://
-    /// URL, and the `bench tcp|syslog|http` load generators (which then
+    /// URL, and the `bench tcp|syslog|http|otlp` load generators (which then
     /// connect over TLS).
     #[arg(long, global = true, env = "SLUICE_CA_FILE", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
@@ -152,6 +152,8 @@ pub enum BenchCommand {
     Tcp(TcpBenchArgs),
     /// POST JSON-lines event batches to an HTTP source and report acknowledged throughput.
     Http(HttpBenchArgs),
+    /// POST OTLP logs, metrics or traces to the OTLP/HTTP source and report acknowledged throughput.
+    Otlp(OtlpBenchArgs),
     /// Send RFC 5424 messages to a syslog listener and report throughput.
     Syslog(SyslogBenchArgs),
     /// Log in to the admin API at a fixed rate and report login latency.
@@ -208,6 +210,48 @@ pub struct HttpBenchArgs {
     pub duration: f64,
     #[command(flatten)]
     pub tls: BenchTlsArg,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OtlpBenchArgs {
+    /// Address of the OTLP/HTTP source.
+    #[arg(long, default_value = "127.0.0.1:4318")]
+    pub addr: String,
+    /// Streaming key (32 hex chars).
+    #[arg(long)]
+    pub key: String,
+    /// What the requests carry (posted to /v1/<signal>).
+    #[arg(long, value_enum)]
+    pub signal: OtlpSignal,
+    /// Keep-alive connections, each with one request in flight.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// Items per request: log records, metric data points or spans.
+    #[arg(long, default_value_t = 500)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Request bodies as protobuf (application/x-protobuf) or OTLP JSON (application/json).
+    #[arg(long, value_enum, default_value = "protobuf")]
+    pub encoding: OtlpEncoding,
+    /// Send the bodies gzip-compressed (compressed once, when the pool is built).
+    #[arg(long)]
+    pub gzip: bool,
+    #[command(flatten)]
+    pub tls: BenchTlsArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpSignal {
+    Logs,
+    Metrics,
+    Traces,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OtlpEncoding {
+    Protobuf,
+    Json,
 }
 
 #[derive(Debug, Args, Clone)]

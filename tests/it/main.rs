@@ -27,6 +27,7 @@ mod https;
 mod nats_forward;
 mod observability;
 mod otlp;
+mod otlp_bench;
 mod private_files;
 mod query_api;
 mod relp;

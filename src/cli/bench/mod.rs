@@ -66,6 +66,9 @@ mod hist;
 pub mod hostile;
 pub mod http;
 pub mod login;
+pub mod otlp;
+mod otlp_workload;
+mod post;
 mod syslog;
 pub mod tail;
 pub mod workload;
@@ -97,12 +100,13 @@ const DRAIN: Duration = Duration::from_secs(5);
 const STATUSES: [Status; 6] =
     [Status::Stored, Status::Duplicate, Status::BadKey, Status::Malformed, Status::TooLarge, Status::Unavailable];
 
-/// Runs a bench; with `ca_file` (the global `--ca-file`) the tcp, syslog
-/// and http generators connect over TLS.
+/// Runs a bench; with `ca_file` (the global `--ca-file`) the tcp, syslog,
+/// http and otlp generators connect over TLS.
 pub fn run(cmd: &BenchCommand, ca_file: Option<&Path>) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Tcp(args) => run_tcp(args, ca_file),
         BenchCommand::Http(args) => http::run(args, ca_file),
+        BenchCommand::Otlp(args) => otlp::run(args, ca_file),
         BenchCommand::Syslog(args) => syslog::run(args, ca_file),
         BenchCommand::Login(args) => login::run(args),
         BenchCommand::Tail(args) => tail::run(args),

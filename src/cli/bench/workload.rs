@@ -17,6 +17,10 @@
 //!    id, session id and service and a timestamp a little before now; then
 //!    the Tell encoding. Per event that is a few random numbers, ~70 bytes
 //!    formatted by hand and one memcpy.
+//!
+//! `bench otlp`'s requests (`otlp_workload`) draw from the same lists
+//! (products, plans, currencies, payment methods, countries, regions, user
+//! agents, …) and user ids.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -145,9 +149,9 @@ const BUTTONS: &[&str] = &[
 ];
 const SCREENS: &[&str] =
     &["Home", "Feed", "Search", "Product", "Cart", "Checkout", "Profile", "Settings", "Onboarding"];
-const PLANS: &[&str] = &["free", "starter", "pro", "team", "business", "enterprise"];
-const METHODS: &[&str] = &["password", "google", "github", "apple", "sso", "magic_link"];
-const QUERIES: &[&str] = &[
+pub(super) const PLANS: &[&str] = &["free", "starter", "pro", "team", "business", "enterprise"];
+pub(super) const METHODS: &[&str] = &["password", "google", "github", "apple", "sso", "magic_link"];
+pub(super) const QUERIES: &[&str] = &[
     "wireless mouse",
     "usb c hub",
     "standing desk",
@@ -161,7 +165,7 @@ const QUERIES: &[&str] = &[
     "cable organizer",
     "docking station",
 ];
-const PRODUCTS: &[&str] = &[
+pub(super) const PRODUCTS: &[&str] = &[
     "Wireless Mouse",
     "USB-C Hub",
     "Standing Desk",
@@ -177,8 +181,8 @@ const PRODUCTS: &[&str] = &[
     "Portable SSD 1TB",
 ];
 const CATEGORIES: &[&str] = &["accessories", "furniture", "audio", "storage", "peripherals", "lighting", "video"];
-const CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "CAD", "AUD", "JPY", "SEK"];
-const PAYMENTS: &[&str] = &["card", "paypal", "apple_pay", "google_pay", "sepa_debit", "invoice"];
+pub(super) const CURRENCIES: &[&str] = &["USD", "EUR", "GBP", "CAD", "AUD", "JPY", "SEK"];
+pub(super) const PAYMENTS: &[&str] = &["card", "paypal", "apple_pay", "google_pay", "sepa_debit", "invoice"];
 const SHIPPING: &[&str] = &["standard", "express", "next_day", "pickup"];
 const BILLING: &[&str] = &["monthly", "annual"];
 const VIDEOS: &[&str] = &[
@@ -193,7 +197,7 @@ const FORMS: &[&str] =
 const FILES: &[&str] =
     &["whitepaper.pdf", "invoice-2024-11.pdf", "export.csv", "brand-kit.zip", "sdk-1.8.2.tar.gz", "report-q3.xlsx"];
 const FILE_TYPES: &[&str] = &["pdf", "csv", "zip", "tar.gz", "xlsx"];
-const FEATURES: &[&str] = &[
+pub(super) const FEATURES: &[&str] = &[
     "dashboards",
     "alerts",
     "funnels",
@@ -205,7 +209,8 @@ const FEATURES: &[&str] = &[
     "sso",
     "audit_log",
 ];
-const COUNTRIES: &[&str] = &["US", "DE", "GB", "FR", "IN", "BR", "CA", "JP", "NL", "SE", "ES", "AU", "PL", "MX"];
+pub(super) const COUNTRIES: &[&str] =
+    &["US", "DE", "GB", "FR", "IN", "BR", "CA", "JP", "NL", "SE", "ES", "AU", "PL", "MX"];
 const LOCALES: &[&str] = &["en-US", "de-DE", "en-GB", "fr-FR", "hi-IN", "pt-BR", "ja-JP", "nl-NL", "sv-SE", "es-ES"];
 const BROWSERS: &[&str] = &["Chrome", "Safari", "Firefox", "Edge", "Samsung Internet", "Opera"];
 const OSES: &[&str] = &["macOS", "Windows", "iOS", "Android", "Linux", "ChromeOS"];
@@ -227,7 +232,7 @@ const NETWORKS: &[&str] = &["wifi", "4g", "5g", "ethernet", "3g"];
 const EXPERIMENTS: &[&str] =
     &["new_onboarding", "pricing_page_v3", "checkout_one_step", "dark_mode_default", "search_ranking_b"];
 const VARIANTS: &[&str] = &["control", "variant_a", "variant_b"];
-const APP_VERSIONS: &[&str] = &["2.4.1", "2.4.0", "2.3.7", "2.5.0-beta.2", "1.9.12"];
+pub(super) const APP_VERSIONS: &[&str] = &["2.4.1", "2.4.0", "2.3.7", "2.5.0-beta.2", "1.9.12"];
 const SDKS: &[&str] = &["tell-rust/0.7.0", "tell-js/0.7.2", "tell-swift/0.6.4", "tell-kotlin/0.6.1"];
 const CITIES: &[&str] = &[
     "Berlin",
@@ -241,12 +246,13 @@ const CITIES: &[&str] = &[
     "Stockholm",
     "Toronto",
 ];
-const REGIONS: &[&str] = &["us-east-1", "eu-central-1", "eu-west-2", "ap-south-1", "sa-east-1", "ap-northeast-1"];
+pub(super) const REGIONS: &[&str] =
+    &["us-east-1", "eu-central-1", "eu-west-2", "ap-south-1", "sa-east-1", "ap-northeast-1"];
 const SCHEMES: &[&str] = &["light", "dark", "system"];
 const ROLES: &[&str] = &["owner", "admin", "member", "viewer", "billing"];
 const INDUSTRIES: &[&str] = &["saas", "ecommerce", "fintech", "healthcare", "gaming", "media", "education"];
 const FLAGS: &[&str] = &["new_nav", "ai_summary", "bulk_export", "beta_charts", "fast_checkout", "inline_help"];
-const USER_AGENTS: &[&str] = &[
+pub(super) const USER_AGENTS: &[&str] = &[
     "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/123.0.0.0 Safari/537.36 Edg/123.0",
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
@@ -441,7 +447,7 @@ fn push_json_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
-fn pick<'a>(rng: &mut SmallRng, list: &[&'a str]) -> &'a str {
+pub(super) fn pick<'a>(rng: &mut SmallRng, list: &[&'a str]) -> &'a str {
     list[rng.random_range(0..list.len())]
 }
 
@@ -461,10 +467,7 @@ fn push_prop(out: &mut String, rng: &mut SmallRng, (key, v): &Prop) {
         V::Bool => out.push_str(if rng.random() { "true" } else { "false" }),
         V::Id(prefix, digits) => {
             out.push('"');
-            out.push_str(prefix);
-            for _ in 0..digits {
-                out.push(char::from(HEX[rng.random_range(0..16)]));
-            }
+            push_id(out, rng, prefix, digits);
             out.push('"');
         }
         V::Date => {
@@ -477,6 +480,14 @@ fn push_prop(out: &mut String, rng: &mut SmallRng, (key, v): &Prop) {
             chosen.truncate(rng.random_range(1..=4.min(list.len())));
             push_str_array(out, &chosen);
         }
+    }
+}
+
+/// A prefix and `digits` random lowercase hex digits, e.g. an order id `ord_3fa9c2d1e0`.
+pub(super) fn push_id(out: &mut String, rng: &mut SmallRng, prefix: &str, digits: usize) {
+    out.push_str(prefix);
+    for _ in 0..digits {
+        out.push(char::from(HEX[rng.random_range(0..16)]));
     }
 }
 
@@ -642,6 +653,15 @@ struct Slot {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 const SERVICES: &[&str] = &["web", "web", "web", "ios", "android", "api"];
 
+/// A simulated user's id: `usr_` and 10 base-36 characters.
+pub(super) fn user_id(rng: &mut SmallRng) -> [u8; 14] {
+    let mut id = *b"usr_0000000000";
+    for b in &mut id[4..] {
+        *b = b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)];
+    }
+    id
+}
+
 /// Random bytes shaped as a version-4 UUID.
 fn uuid(rng: &mut SmallRng) -> [u8; 16] {
     let mut id: [u8; 16] = rng.random();
@@ -673,10 +693,7 @@ impl Generator {
         let mut rng = SmallRng::seed_from_u64(seed);
         let users = (0..USERS)
             .map(|_| {
-                let mut id = *b"usr_0000000000";
-                for b in &mut id[4..] {
-                    *b = b"0123456789abcdefghijklmnopqrstuvwxyz"[rng.random_range(0..36)];
-                }
+                let id = user_id(&mut rng);
                 User {
                     device: uuid(&mut rng),
                     session: uuid(&mut rng),
