@@ -2,13 +2,16 @@
 //! results, and errors as `{"error":{"code","message"}}` (plus the item's
 //! `line` or `item` when one is to blame).
 
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
 use crate::codec::jsonl::{ItemOutcome, ItemProblem, Position};
-use crate::metrics::Refusal;
+use crate::metrics::{Refusal, SourceMetrics};
 
 pub type Resp = Response<Full<Bytes>>;
 
@@ -126,6 +129,31 @@ pub fn partial(outcomes: &[ItemOutcome], first_seq: u64) -> Resp {
 
 fn problem_json(p: &ItemProblem) -> Value {
     json!({ "code": p.code(), "message": p.to_string() })
+}
+
+/// Counts and logs a refusal and finishes `resp`, its answer in the
+/// listener's encoding: a 401 closes the connection (a client without a key
+/// that pipelines requests and never reads its answers cannot keep it), a
+/// 405 names the methods `allow`ed. HTTP ingest and OTLP refuse through it.
+pub fn refusal(
+    metrics: &SourceMetrics,
+    refused: &Refused,
+    peer: SocketAddr,
+    allow: &'static str,
+    mut resp: Resp,
+) -> Resp {
+    if let Some(why) = refused.counted_as {
+        metrics.refuse(why);
+    }
+    if refused.status == StatusCode::UNAUTHORIZED {
+        metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
+        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if refused.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(allow));
+    }
+    tracing::debug!(%peer, status = refused.status.as_u16(), code = refused.code, "request refused");
+    resp
 }
 
 pub fn json_response(status: StatusCode, value: &Value) -> Resp {

@@ -4,10 +4,9 @@
 //! and CORS headers go on whatever the answer is.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, StatusCode, header};
+use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::HttpContext;
@@ -15,7 +14,7 @@ use super::auth::{query_param, request_key};
 use super::body::{self, Budget};
 use super::cors::Cors;
 use super::ingest::{self, Route};
-use super::reply::{Refused, Resp};
+use super::reply::{self, Refused, Resp};
 use crate::auth::client_ip::client_ip;
 use crate::auth::ratelimit::Verdict;
 use crate::metrics::Refusal;
@@ -62,23 +61,7 @@ fn target(parts: &Parts) -> Result<Target, Refused> {
 
 /// Counts and logs a refusal, and builds its answer.
 fn refuse(ctx: &HttpContext, refused: &Refused, peer: SocketAddr) -> Resp {
-    if let Some(why) = refused.counted_as {
-        ctx.metrics.refuse(why);
-    }
-    if refused.status == StatusCode::UNAUTHORIZED {
-        ctx.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::debug!(%peer, status = refused.status.as_u16(), code = refused.code, "http request refused");
-    let mut resp = refused.response();
-    if refused.status == StatusCode::UNAUTHORIZED {
-        // No more requests from a connection without a key: a client that
-        // pipelines requests and never reads its answers cannot keep it.
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if refused.status == StatusCode::METHOD_NOT_ALLOWED {
-        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static(ALLOW));
-    }
-    resp
+    reply::refusal(&ctx.metrics, refused, peer, ALLOW, refused.response())
 }
 
 async fn serve(

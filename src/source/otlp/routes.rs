@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use http::{HeaderMap, Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::OtlpContext;
@@ -20,7 +20,7 @@ use crate::metrics::Refusal;
 use crate::source::http::auth::{key_pair, request_key};
 use crate::source::http::body::{self, Budget};
 use crate::source::http::ingest::{self, Destination};
-use crate::source::http::reply::{Refused, Resp};
+use crate::source::http::reply::{self as http_reply, Refused, Resp};
 use crate::store::chunk::ChunkBuilder;
 use crate::store::now_ms;
 
@@ -63,23 +63,7 @@ fn target(parts: &Parts) -> Result<Signal, Refused> {
 
 /// Counts and logs a refusal, and builds its answer.
 fn refuse(ctx: &OtlpContext, format: Format, refused: &Refused, peer: SocketAddr) -> Resp {
-    if let Some(why) = refused.counted_as {
-        ctx.metrics.refuse(why);
-    }
-    if refused.status == StatusCode::UNAUTHORIZED {
-        ctx.metrics.auth_failures.fetch_add(1, Ordering::Relaxed);
-    }
-    tracing::debug!(%peer, status = refused.status.as_u16(), code = refused.code, "otlp request refused");
-    let mut resp = reply::refused(format, refused);
-    if refused.status == StatusCode::UNAUTHORIZED {
-        // No more requests from a connection without a key: a client that
-        // pipelines requests and never reads its answers cannot keep it.
-        resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    if refused.status == StatusCode::METHOD_NOT_ALLOWED {
-        resp.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
-    }
-    resp
+    http_reply::refusal(&ctx.metrics, refused, peer, "POST", reply::refused(format, refused))
 }
 
 async fn serve(
