@@ -14,7 +14,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     // The daemon itself makes no TLS connections: it ignores --ca-file.
-    let client = !matches!(cli.command, Command::Serve(_) | Command::CheckConfig { .. });
+    let client =
+        !matches!(cli.command, Command::Serve(_) | Command::CheckConfig { .. } | Command::PackageAssets { .. });
     if let Some(ca_file) = cli.ca_file.as_deref().filter(|_| client)
         && let Err(e) = cli::http::trust_ca_file(ca_file)
     {
@@ -36,6 +37,11 @@ fn main() -> ExitCode {
         Command::Users(cmd) => cli::users::run(&cmd),
         Command::Backup(args) => cli::backup::backup(&args),
         Command::Restore(args) => cli::backup::restore(&args),
+        Command::PackageAssets { dir } => cli::manual::write_assets(&dir).map(|files| {
+            for f in files {
+                println!("{}", dir.join(f).display());
+            }
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,6 +73,7 @@ fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
     listeners.extend(config.sources.relp.iter().map(|s| format!("relp on {}", s.address)));
     listeners.extend(config.sources.syslog_udp.iter().map(|s| format!("syslog_udp on {}", s.address)));
     listeners.extend(config.sources.http.iter().map(|h| format!("http on {}", h.address)));
+    listeners.extend(config.sources.otlp.iter().map(|o| format!("otlp on {}", o.address)));
     listeners.extend(config.admin.iter().map(|a| format!("admin on {}", a.address)));
     println!(
         "{}: ok (data_dir {}; listeners: {})",
@@ -83,13 +90,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => Config::embedded(),
     };
     config.data_dir = server::data_dir_for(args.data_dir, &config);
+    // Before the runtime opens descriptors of its own.
+    let mut passed = sluice::net::activation::Passed::from_env();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("sluice-io")
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let listeners = Listeners::bind(&config).await?;
+        let listeners = Listeners::bind(&config, &mut passed).await?;
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
         server::run(config, listeners, shutdown).await?;

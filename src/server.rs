@@ -25,6 +25,7 @@ use crate::auth::keys::KeyRegistry;
 use crate::config::Config;
 use crate::control::Control;
 use crate::metrics::{ListenerKind, Metrics};
+use crate::net::activation::Passed;
 use crate::net::tls::Tls;
 use crate::pipeline::Pipeline;
 use crate::source::http::limit::RateLimits;
@@ -48,7 +49,7 @@ const TRIM_EVERY: Duration = Duration::from_secs(5);
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum ServerError {
-    #[error("cannot bind {listener} on {address}: {source}")]
+    #[error("cannot bind {listener} on {address}: {source}{}", privileged_hint(address, source))]
     Bind { listener: &'static str, address: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -60,6 +61,15 @@ pub enum ServerError {
         #[source]
         source: crate::net::tls::TlsError,
     },
+}
+
+/// What to do about a port below 1024 the daemon may not bind itself.
+fn privileged_hint(address: &SocketAddr, source: &std::io::Error) -> &'static str {
+    if address.port() < 1024 && source.kind() == std::io::ErrorKind::PermissionDenied {
+        " (ports below 1024 come from systemd's sluice.socket, with the same address, or need CAP_NET_BIND_SERVICE)"
+    } else {
+        ""
+    }
 }
 
 /// The bound sockets, one per configured listener.
@@ -79,18 +89,24 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds every listener the config names.
-    pub async fn bind(config: &Config) -> Result<Listeners, ServerError> {
+    /// Binds every listener the config names, adopting the sockets systemd
+    /// passed for their addresses (`passed`; unclaimed ones are closed).
+    pub async fn bind(config: &Config, passed: &mut Passed) -> Result<Listeners, ServerError> {
         let s = &config.sources;
         let syslog_udp = match &s.syslog_udp {
-            Some(cfg) => Some(syslog::udp::bind(cfg).map_err(|source| ServerError::Bind {
-                listener: "syslog_udp",
-                address: cfg.address,
-                source,
-            })?),
+            Some(cfg) => {
+                let adopted = passed.take_datagram(cfg.address);
+                let bound = if adopted.is_empty() { syslog::udp::bind(cfg) } else { syslog::udp::adopt(cfg, adopted) };
+                Some(bound.map_err(|source| ServerError::Bind {
+                    listener: "syslog_udp",
+                    address: cfg.address,
+                    source,
+                })?)
+            }
             None => None,
         };
-        Ok(Listeners {
+        let mut listen = |listener, address: Option<SocketAddr>| listen(listener, address, passed);
+        let listeners = Listeners {
             tcp: listen("tcp", s.tcp.as_ref().map(|c| c.address))?,
             syslog_tcp: listen("syslog_tcp", s.syslog_tcp.as_ref().map(|c| c.address))?,
             syslog_tls: listen("syslog_tls", s.syslog_tls.as_ref().map(|c| c.address))?,
@@ -100,7 +116,9 @@ impl Listeners {
             otlp: listen("otlp", s.otlp.as_ref().map(|c| c.address))?,
             admin: listen("admin", config.admin.as_ref().map(|c| c.address))?,
             tls: load_tls(config)?,
-        })
+        };
+        passed.close_unclaimed();
+        Ok(listeners)
     }
 
     /// The bound addresses, by listener name.
@@ -117,13 +135,20 @@ impl Listeners {
     }
 }
 
-/// Binds `listener`'s TCP socket, when it has an address.
-fn listen(listener: &'static str, address: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
-    address
-        .map(|address| {
-            crate::net::accept::listen(address).map_err(|source| ServerError::Bind { listener, address, source })
-        })
-        .transpose()
+/// `listener`'s TCP socket, when it has an address: the one systemd passed
+/// for that address, else bound here.
+fn listen(
+    listener: &'static str,
+    address: Option<SocketAddr>,
+    passed: &mut Passed,
+) -> Result<Option<TcpListener>, ServerError> {
+    let Some(address) = address else { return Ok(None) };
+    let bind_error = |source| ServerError::Bind { listener, address, source };
+    let Some(socket) = passed.take_stream(address) else {
+        return crate::net::accept::listen(address).map(Some).map_err(bind_error);
+    };
+    tracing::info!(listener, %address, "adopted the socket passed by systemd");
+    socket.set_nonblocking(true).and_then(|()| TcpListener::from_std(socket)).map(Some).map_err(bind_error)
 }
 
 /// Loads the TLS of every listener with a `tls` table (also what

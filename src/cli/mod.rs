@@ -9,6 +9,7 @@ pub mod export;
 pub mod filters;
 pub mod http;
 pub mod login;
+pub mod manual;
 pub mod progress;
 pub(crate) mod prompt;
 pub mod remote_keys;
@@ -75,6 +76,13 @@ pub enum Command {
     Backup(backup::BackupArgs),
     /// Put a backup in place as a stopped daemon's data dir.
     Restore(backup::RestoreArgs),
+    /// Write the man pages and shell completions under DIR at their
+    /// installed paths (DIR/usr/share/…); scripts/deb.sh packages them.
+    #[command(hide = true)]
+    PackageAssets {
+        /// Where to write them (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

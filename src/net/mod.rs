@@ -10,11 +10,14 @@
 //! - [`conn`]: the one read loop of framed TCP listeners.
 //! - [`http`]: the one hyper server (`serve_http`) and the body reader.
 //! - [`body_stream`]: streamed response bodies fed by a producer, capped in number.
+//! - [`activation`]: sockets passed by systemd (`LISTEN_FDS`), adopted by
+//!   the listeners configured for their addresses.
 //! - [`limits`]: process limits raised at start (`RLIMIT_NOFILE`).
 //! - [`tls`]: a listener's certificates, and the handshake with its deadline
 //!   and per-address cap.
 
 pub mod accept;
+pub mod activation;
 pub mod body_stream;
 pub mod budget;
 pub mod conn;

@@ -28,6 +28,7 @@ mod nats_forward;
 mod observability;
 mod otlp;
 mod otlp_bench;
+mod package;
 mod private_files;
 mod query_api;
 mod relp;

@@ -99,6 +99,29 @@ pub fn bind(config: &SyslogUdpSource) -> io::Result<UdpSockets> {
     Ok(UdpSockets { sockets, granted_rcvbuf })
 }
 
+/// Takes the UDP sockets systemd passed for the configured address (as many
+/// as it passed, whatever `sockets` says), raising their receive buffer as
+/// far as permitted (`ReceiveBuffer=` in the socket unit can force it).
+pub fn adopt(config: &SyslogUdpSource, passed: Vec<std::net::UdpSocket>) -> io::Result<UdpSockets> {
+    let requested = usize::try_from(config.receive_buffer_bytes.0).unwrap_or(usize::MAX).min(i32::MAX as usize / 2);
+    let mut granted_rcvbuf = usize::MAX;
+    let mut sockets = Vec::with_capacity(passed.len());
+    for socket in passed {
+        let s = Socket::from(socket);
+        s.set_nonblocking(true)?;
+        let now = s.recv_buffer_size().map(|n| n / 2).unwrap_or(0);
+        granted_rcvbuf = granted_rcvbuf.min(if now >= requested { now } else { set_rcvbuf(&s, requested) });
+        sockets.push(s.into());
+    }
+    tracing::info!(
+        listener = "syslog_udp",
+        address = %config.address,
+        sockets = sockets.len(),
+        "adopted the UDP sockets passed by systemd"
+    );
+    Ok(UdpSockets { sockets, granted_rcvbuf })
+}
+
 /// Sets the receive buffer, forcing it past `rmem_max` when permitted;
 /// returns what the kernel granted.
 fn set_rcvbuf(s: &Socket, bytes: usize) -> usize {

@@ -52,13 +52,25 @@ impl Daemon {
 
     /// Starts the daemon; `tweak` may adjust the command (environment, limits).
     pub fn start_with(data_dir: &Path, extra: &str, tweak: impl FnOnce(&mut Command)) -> Daemon {
+        Daemon::start_command(data_dir, extra, |config| {
+            let mut cmd = Command::new(BIN);
+            cmd.args(["serve", "--config"]).arg(config);
+            tweak(&mut cmd);
+            cmd
+        })
+    }
+
+    /// Starts the daemon with the command `make` builds for the config file
+    /// (a wrapper that ends by exec'ing `BIN serve --config CONFIG`).
+    pub fn start_command(data_dir: &Path, extra: &str, make: impl FnOnce(&Path) -> Command) -> Daemon {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let config = data_dir.with_extension("toml");
         std::fs::write(&config, config_text(data_dir, extra)).expect("config");
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--config"]).arg(&config).env("RUST_LOG", "info,sluice=debug");
+        let mut cmd = make(&config);
+        if !cmd.get_envs().any(|(k, _)| k == "RUST_LOG") {
+            cmd.env("RUST_LOG", "info,sluice=debug");
+        }
         cmd.stdout(Stdio::null()).stderr(Stdio::piped()).stdin(Stdio::null());
-        tweak(&mut cmd);
         let mut child = cmd.spawn().expect("spawn sluice");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(Vec::new()));
