@@ -2,7 +2,9 @@
 # The whole test suite, on a fresh machine or an old one.
 #
 # Installs the system tools the tests drive as real clients when they are
-# missing (rsyslog with RELP and GnuTLS, openssl, util-linux logger, systemd-analyze, curl,
+# missing (rsyslog with RELP and GnuTLS, openssl, util-linux logger, systemd-analyze
+# and man (the units' man: links are checked), D-Bus with gnome-keyring and
+# secret-tool (the login token in a real Secret Service), curl,
 # Debian's Chromium, Node.js with the pinned npm packages of tests/browser:
 # playwright-core and @tell-rs/browser; promtool from Debian's prometheus
 # package, tmux for `sluice top`, Debian's nats-server for the JetStream
@@ -28,6 +30,9 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v logger >/dev/null 2>&1 || need+=(bsdutils)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v man >/dev/null 2>&1 || need+=(man-db)
+command -v dbus-run-session >/dev/null 2>&1 || need+=(dbus)
+command -v gnome-keyring-daemon >/dev/null 2>&1 || need+=(gnome-keyring)
+command -v secret-tool >/dev/null 2>&1 || need+=(libsecret-tools)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

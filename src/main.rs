@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => cli::bench::run(&cmd, cli.ca_file.as_deref()),
         Command::Setup(args) => cli::login::setup(&args),
         Command::Login(args) => cli::login::login(&args),
-        Command::Logout => cli::login::logout(),
+        Command::Logout(args) => cli::login::logout(&args),
         Command::Status(args) => cli::status::run(&args),
         Command::Top(args) => cli::top::run(&args),
         Command::Users(cmd) => cli::users::run(&cmd),

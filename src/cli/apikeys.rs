@@ -1,6 +1,7 @@
 //! `sluice apikeys create|list|delete --data-dir DIR`: streaming keys managed
 //! on a data dir directly (the daemon must be stopped; it holds the files
-//! while it runs).
+//! while it runs). Without `--data-dir` the commands go through the admin
+//! API of the stored login ([`super::remote_keys`]).
 //!
 //! `create` is the only moment a key is ever shown: sluice keeps its SHA-256
 //! digest and an 8-character prefix for recognising it in `list`.
@@ -15,12 +16,12 @@ use crate::store::StoreError;
 use crate::store::control::{ControlStore, KeyRecord};
 
 pub fn run(cmd: &ApikeysCommand) -> anyhow::Result<()> {
-    if let Some(server) = cmd.server() {
-        return super::remote_keys::run(cmd, server);
-    }
+    let Some(data_dir) = cmd.data_dir() else {
+        return super::remote_keys::run(cmd, &super::credentials::server_url(cmd.server())?);
+    };
     match cmd {
-        ApikeysCommand::Create { dir, name, workspace, json, .. } => {
-            let store = open(&dir.data_dir)?;
+        ApikeysCommand::Create { name, workspace, json, .. } => {
+            let store = open(data_dir)?;
             let (record, key) = store.create_key(name, *workspace, &creator())?;
             let mut out = std::io::stdout().lock();
             if *json {
@@ -48,8 +49,8 @@ pub fn run(cmd: &ApikeysCommand) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        ApikeysCommand::List { dir, json, .. } => {
-            let store = open(&dir.data_dir)?;
+        ApikeysCommand::List { json, .. } => {
+            let store = open(data_dir)?;
             let keys = store.list_keys(None)?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             if *json {
@@ -63,16 +64,20 @@ pub fn run(cmd: &ApikeysCommand) -> anyhow::Result<()> {
             out.flush()?;
             Ok(())
         }
-        ApikeysCommand::Delete { dir, id, .. } => {
-            let store = open(&dir.data_dir)?;
+        ApikeysCommand::Delete { id, json, .. } => {
+            let store = open(data_dir)?;
             let record = match store.delete_key(*id) {
                 Ok(r) => r,
                 Err(StoreError::NotFound { .. }) => {
-                    return Err(anyhow!("no streaming key with id {id} in {}", dir.data_dir.display()));
+                    return Err(anyhow!("no streaming key with id {id} in {}", data_dir.display()));
                 }
                 Err(e) => return Err(e.into()),
             };
-            println!("Deleted streaming key {} \"{}\" (workspace {}).", record.id, record.name, record.workspace);
+            if *json {
+                println!("{}", serde_json::json!({"id": record.id, "deleted": true}));
+            } else {
+                println!("Deleted streaming key {} \"{}\" (workspace {}).", record.id, record.name, record.workspace);
+            }
             Ok(())
         }
     }

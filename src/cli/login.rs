@@ -22,6 +22,17 @@ pub struct LoginArgs {
     /// Work in this workspace (default: the user's first).
     #[arg(long)]
     pub workspace: Option<u32>,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `sluice logout`.
+#[derive(Debug, clap::Args)]
+pub struct LogoutArgs {
+    /// Print one JSON line {"server","logged_out"} instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `sluice setup`.
@@ -46,8 +57,14 @@ pub fn login(args: &LoginArgs) -> anyhow::Result<()> {
     }
     let v = api.post("/api/v1/auth/login", None, &body)?.ok()?;
     let saved = store(&api, &v)?;
-    println!("Logged in to {} as {} (workspace {}).", api.base(), email, v["workspace"]);
-    eprintln!("Credentials saved in {}.", saved.display());
+    if args.json {
+        let line = json!({"server": api.base(), "email": email, "workspace": v["workspace"],
+                          "expires_at": v["expires_at"], "token_store": saved.store()});
+        println!("{line}");
+    } else {
+        println!("Logged in to {} as {} (workspace {}).", api.base(), email, v["workspace"]);
+    }
+    eprintln!("{saved}");
     Ok(())
 }
 
@@ -65,31 +82,49 @@ pub fn setup(setup: &SetupArgs) -> anyhow::Result<()> {
     let v = api.post("/api/v1/auth/setup", None, &body)?.ok()?;
     let saved = store(&api, &v)?;
     let key = v["streaming_key"].as_str().context("the server sent no streaming key")?;
-    println!("Created admin {email} on {}.", api.base());
-    println!("First streaming key (workspace {}):\n\n{key}\n", v["workspace"]);
-    println!("Store it now: it will not be shown again.");
-    eprintln!("Credentials saved in {}.", saved.display());
+    if args.json {
+        let line = json!({"server": api.base(), "email": email, "workspace": v["workspace"],
+                          "streaming_key": key, "token_store": saved.store()});
+        println!("{line}");
+    } else {
+        println!("Created admin {email} on {}.", api.base());
+        println!("First streaming key (workspace {}):\n\n{key}\n", v["workspace"]);
+        println!("Store it now: it will not be shown again.");
+    }
+    eprintln!("{saved}");
     Ok(())
 }
 
 /// `sluice logout`: ends every session of the user on the server, forgets the token.
-pub fn logout() -> anyhow::Result<()> {
-    let Some(c) = credentials::load()? else {
-        println!("Not logged in.");
+pub fn logout(args: &LogoutArgs) -> anyhow::Result<()> {
+    let Some(stored) = credentials::stored()? else {
+        if args.json {
+            println!("{}", json!({"server": null, "logged_out": false}));
+        } else {
+            println!("Not logged in.");
+        }
         return Ok(());
     };
-    let api = ApiClient::new(&c.server);
-    match api.post("/api/v1/auth/logout", Some(&c.token), &json!({})) {
-        Ok(r) if r.status == 204 || r.status == 401 => {}
-        Ok(r) => eprintln!("warning: the server answered {}: {}", r.status, r.body),
-        Err(e) => eprintln!("warning: {e:#}; forgetting the token anyway"),
+    // A token the keyring no longer gives cannot end the sessions; the login is forgotten still.
+    match credentials::load() {
+        Ok(Some(c)) => match ApiClient::new(&c.server).post("/api/v1/auth/logout", Some(&c.token), &json!({})) {
+            Ok(r) if r.status == 204 || r.status == 401 => {}
+            Ok(r) => eprintln!("warning: the server answered {}: {}", r.status, r.body),
+            Err(e) => eprintln!("warning: {e:#}; forgetting the token anyway"),
+        },
+        Ok(None) => {}
+        Err(e) => eprintln!("warning: {e:#}; the sessions on the server were not ended"),
     }
     credentials::remove()?;
-    println!("Logged out of {}.", c.server);
+    if args.json {
+        println!("{}", json!({"server": stored.server, "logged_out": true}));
+    } else {
+        println!("Logged out of {}.", stored.server);
+    }
     Ok(())
 }
 
-fn store(api: &ApiClient, v: &Value) -> anyhow::Result<std::path::PathBuf> {
+fn store(api: &ApiClient, v: &Value) -> anyhow::Result<credentials::Saved> {
     credentials::save(&Credentials {
         server: api.base().to_owned(),
         token: v["token"].as_str().context("the server sent no token")?.to_owned(),

@@ -10,6 +10,7 @@ pub mod filters;
 pub mod http;
 pub mod login;
 pub mod manual;
+pub mod os_keyring;
 pub mod progress;
 pub(crate) mod prompt;
 pub mod remote_keys;
@@ -61,10 +62,10 @@ pub enum Command {
     Bench(BenchCommand),
     /// Create the first admin through the admin API; prints the first streaming key.
     Setup(login::SetupArgs),
-    /// Log in to the admin API; the token is kept in a 0600 file.
+    /// Log in to the admin API; the token is kept in the OS keyring, else in a 0600 file.
     Login(login::LoginArgs),
     /// End all of your sessions on the server and forget the stored token.
-    Logout,
+    Logout(login::LogoutArgs),
     /// Health, listeners and main counters of a running daemon.
     Status(status::StatusArgs),
     /// A live view of a running daemon: rates, latency, budget, disk (q quits).
@@ -95,12 +96,14 @@ pub struct ServeArgs {
     pub data_dir: Option<PathBuf>,
 }
 
-/// Where a command finds the data: a data dir opened directly.
+/// Where a command finds the data: a data dir opened directly, only when
+/// given; without it the command goes through the admin API.
 #[derive(Debug, Args, Clone)]
 pub struct DataDirArg {
-    /// Data directory of a stopped daemon (created if missing).
-    #[arg(long, default_value = crate::config::DEFAULT_DATA_DIR)]
-    pub data_dir: PathBuf,
+    /// Work offline on this data dir of a stopped daemon (created if missing)
+    /// instead of through the admin API of the stored login.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,8 +112,8 @@ pub enum ApikeysCommand {
     Create {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Go through the admin API at URL (with the stored login) instead of a data dir.
-        #[arg(long, conflicts_with = "data_dir")]
+        /// The admin API (default: the server of the stored login, else http://127.0.0.1:3000).
+        #[arg(long, env = "SLUICE_SERVER", conflicts_with = "data_dir")]
         server: Option<String>,
         /// A name to recognise the key by.
         #[arg(long)]
@@ -126,8 +129,8 @@ pub enum ApikeysCommand {
     List {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Go through the admin API at URL (with the stored login) instead of a data dir.
-        #[arg(long, conflicts_with = "data_dir")]
+        /// The admin API (default: the server of the stored login, else http://127.0.0.1:3000).
+        #[arg(long, env = "SLUICE_SERVER", conflicts_with = "data_dir")]
         server: Option<String>,
         #[arg(long)]
         json: bool,
@@ -136,20 +139,32 @@ pub enum ApikeysCommand {
     Delete {
         #[command(flatten)]
         dir: DataDirArg,
-        /// Go through the admin API at URL (with the stored login) instead of a data dir.
-        #[arg(long, conflicts_with = "data_dir")]
+        /// The admin API (default: the server of the stored login, else http://127.0.0.1:3000).
+        #[arg(long, env = "SLUICE_SERVER", conflicts_with = "data_dir")]
         server: Option<String>,
         id: u64,
+        /// Print one JSON line {"id","deleted"}.
+        #[arg(long)]
+        json: bool,
     },
 }
 
 impl ApikeysCommand {
-    /// The admin API URL when the command goes through the server.
+    /// `--server`, if given.
     pub fn server(&self) -> Option<&str> {
         match self {
             ApikeysCommand::Create { server, .. }
             | ApikeysCommand::List { server, .. }
             | ApikeysCommand::Delete { server, .. } => server.as_deref(),
+        }
+    }
+
+    /// `--data-dir`, if given: the command then works offline.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        match self {
+            ApikeysCommand::Create { dir, .. }
+            | ApikeysCommand::List { dir, .. }
+            | ApikeysCommand::Delete { dir, .. } => dir.data_dir.as_deref(),
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `sluice apikeys create|list|delete --server URL`: streaming keys through
+//! `sluice apikeys create|list|delete [--server URL]`: streaming keys through
 //! the admin API with the stored login (the key is printed once, on create).
 
 use anyhow::anyhow;
@@ -39,13 +39,17 @@ pub fn run(cmd: &ApikeysCommand, server: &str) -> anyhow::Result<()> {
             }
             super::apikeys::print_table(&keys)
         }
-        ApikeysCommand::Delete { id, .. } => {
+        ApikeysCommand::Delete { id, json, .. } => {
             let r = api.delete(&format!("/api/v1/apikeys/{id}"), Some(&token))?;
             if r.status == 404 {
                 return Err(anyhow!("no streaming key with id {id} in your workspace on {server}"));
             }
             r.ok()?;
-            println!("Deleted streaming key {id}.");
+            if *json {
+                println!("{}", json!({"id": id, "deleted": true}));
+            } else {
+                println!("Deleted streaming key {id}.");
+            }
             Ok(())
         }
     }

@@ -1,5 +1,7 @@
 //! The admin CLI as a user runs it: `sluice setup`, `login`, `logout`,
-//! `status`, `apikeys --server`, and `users reset-password` offline.
+//! `status`, `apikeys` through the stored login, and `users reset-password`
+//! offline. No session bus is reachable here, so the token goes to the
+//! credentials file (the keyring path is `keyring.rs`).
 
 use crate::common;
 
@@ -11,13 +13,17 @@ use common::BIN;
 use common::admin::*;
 use serde_json::Value;
 
-/// Runs `sluice args…` with `stdin` and the credentials file `creds`.
+/// Runs `sluice args…` with `stdin` and the credentials file `creds`, with
+/// no D-Bus session to find a keyring on.
 fn sluice(args: &[&str], stdin: &str, creds: &Path) -> Output {
+    let no_bus = creds.with_file_name("no-runtime-dir");
     let mut child = Command::new(BIN)
         .args(args)
         .env("SLUICE_CREDENTIALS", creds)
         .env_remove("SLUICE_SERVER")
         .env_remove("RUST_LOG")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .env("XDG_RUNTIME_DIR", no_bus)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -47,11 +53,21 @@ fn setup_login_keys_status_logout_and_offline_reset() {
     let url = format!("http://{}", daemon.admin.unwrap());
     let pw = "first password\n";
 
-    let out = ok(&["setup", "--server", &url, "--email", ADMIN_EMAIL, "--password-stdin"], pw, &creds);
-    let key = out.lines().map(str::trim).find(|l| l.len() == 32 && l.bytes().all(|b| b.is_ascii_hexdigit()));
-    assert!(key.is_some(), "first key printed: {out}");
+    let out = sluice(&["setup", "--server", &url, "--email", ADMIN_EMAIL, "--password-stdin"], pw, &creds);
+    let (text, said) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}{said}");
+    let key = text.lines().map(str::trim).find(|l| l.len() == 32 && l.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(key.is_some(), "first key printed: {text}");
+    assert!(said.contains("Token saved in") && said.contains("no OS keyring could take it"), "{said}");
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&creds).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
+
+    // As a new user would: no --server, no --data-dir; the stored login's API.
+    let web: Value = serde_json::from_str(&ok(&["apikeys", "create", "--name", "web", "--json"], "", &creds)).unwrap();
+    assert_eq!(web["name"], "web");
+    let deleted: Value =
+        serde_json::from_str(&ok(&["apikeys", "delete", &web["id"].to_string(), "--json"], "", &creds)).unwrap();
+    assert_eq!(deleted, serde_json::json!({"id": web["id"], "deleted": true}));
 
     let created: Value =
         serde_json::from_str(&ok(&["apikeys", "create", "--server", &url, "--name", "cli key", "--json"], "", &creds))
@@ -70,14 +86,24 @@ fn setup_login_keys_status_logout_and_offline_reset() {
     assert!(ok(&["status", "--server", &url], "", &creds).contains("listener admin"));
 
     let old_token = read_token(&creds);
-    ok(&["logout"], "", &creds);
+    let out: Value = serde_json::from_str(&ok(&["logout", "--json"], "", &creds)).unwrap();
+    assert_eq!(out, serde_json::json!({"server": url, "logged_out": true}));
     assert!(!creds.exists());
     let out = sluice(&["apikeys", "list", "--server", &url], "", &creds);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not logged in"));
     assert_eq!(_api.get("/api/v1/apikeys", Some(&old_token)).unwrap().status, 401);
 
-    ok(&["login", "--server", &url, "--email", ADMIN_EMAIL, "--password-stdin"], pw, &creds);
+    let logged_in: Value = serde_json::from_str(&ok(
+        &["login", "--server", &url, "--email", ADMIN_EMAIL, "--password-stdin", "--json"],
+        pw,
+        &creds,
+    ))
+    .unwrap();
+    assert_eq!(
+        (&logged_in["server"], &logged_in["token_store"], &logged_in["workspace"]),
+        (&serde_json::json!(url), &serde_json::json!("file"), &serde_json::json!(1))
+    );
     let token = read_token(&creds);
     assert!(daemon.stop().success());
 

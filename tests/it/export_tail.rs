@@ -13,7 +13,6 @@ use std::time::Duration;
 use common::admin::*;
 use common::{BIN, Daemon, hex_key};
 use serde_json::Value;
-use sluice::cli::credentials::Credentials;
 use sluice::client::{AckedClient, tell_batch};
 use sluice::codec::ack::Status;
 use tell_encoding::{EventParams, EventType};
@@ -39,12 +38,13 @@ fn start(extra: &str) -> Setup {
     let workspace = done["workspace"]["id"].as_u64().or(done["workspace"].as_u64()).unwrap();
     let key = hex_key(done["streaming_key"].as_str().unwrap());
     let credentials = tmp.path().join("credentials.json");
-    let stored = Credentials {
-        server: format!("http://{}", daemon.admin.unwrap()),
-        token: token.clone(),
-        email: ADMIN_EMAIL.into(),
-        expires_at: u64::MAX / 2,
-    };
+    // The credentials file as `sluice login` writes it where no keyring runs.
+    let stored = serde_json::json!({
+        "server": format!("http://{}", daemon.admin.unwrap()),
+        "token": token,
+        "email": ADMIN_EMAIL,
+        "expires_at": u64::MAX / 2,
+    });
     std::fs::write(&credentials, serde_json::to_vec(&stored).unwrap()).unwrap();
     Setup { _tmp: tmp, data, daemon, api, token, key, workspace, credentials }
 }

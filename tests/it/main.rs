@@ -24,6 +24,7 @@ mod http_bench;
 mod http_browser;
 mod http_ingest;
 mod https;
+mod keyring;
 mod nats_forward;
 mod observability;
 mod otlp;
