@@ -24,4 +24,4 @@ target_dir="${CARGO_TARGET_DIR:-target}"
 cargo build --release --locked
 rm -rf target/assets
 "$target_dir/release/sluice" package-assets target/assets >/dev/null
-cargo deb --no-build --locked "$@"
+cargo deb --no-build --locked --strip "$@"

@@ -366,6 +366,24 @@ impl Config {
         .collect()
     }
 
+    /// Every configured listener: its name and address.
+    pub fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
+        let s = &self.sources;
+        [
+            ("tcp", s.tcp.as_ref().map(|c| c.address)),
+            ("syslog_tcp", s.syslog_tcp.as_ref().map(|c| c.address)),
+            ("syslog_tls", s.syslog_tls.as_ref().map(|c| c.address)),
+            ("relp", s.relp.as_ref().map(|c| c.address)),
+            ("syslog_udp", s.syslog_udp.as_ref().map(|c| c.address)),
+            ("http", s.http.as_ref().map(|c| c.address)),
+            ("otlp", s.otlp.as_ref().map(|c| c.address)),
+            ("admin", self.admin.as_ref().map(|c| c.address)),
+        ]
+        .into_iter()
+        .filter_map(|(name, address)| Some((name, address?)))
+        .collect()
+    }
+
     /// The embedded defaults: every listener on its default address.
     pub fn embedded() -> Config {
         let tcp = DEFAULT_TCP_ADDR.parse().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 50000)));

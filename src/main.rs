@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve(args),
-        Command::CheckConfig { file } => check_config(&file),
+        Command::CheckConfig { file, json } => check_config(&file, json),
         Command::Apikeys(cmd) => cli::apikeys::run(&cmd),
         Command::Export(args) => cli::export::run(&args),
         Command::Tail(args) => cli::tail::run(&args),
@@ -64,17 +64,18 @@ fn init_logging() {
     tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
 }
 
-fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+fn check_config(file: &std::path::Path, json: bool) -> anyhow::Result<()> {
     let config = Config::load(file)?;
     sluice::server::load_tls(&config)?;
-    let mut listeners: Vec<String> = config.sources.tcp.iter().map(|t| format!("tcp on {}", t.address)).collect();
-    listeners.extend(config.sources.syslog_tcp.iter().map(|s| format!("syslog_tcp on {}", s.address)));
-    listeners.extend(config.sources.syslog_tls.iter().map(|s| format!("syslog_tls on {}", s.address)));
-    listeners.extend(config.sources.relp.iter().map(|s| format!("relp on {}", s.address)));
-    listeners.extend(config.sources.syslog_udp.iter().map(|s| format!("syslog_udp on {}", s.address)));
-    listeners.extend(config.sources.http.iter().map(|h| format!("http on {}", h.address)));
-    listeners.extend(config.sources.otlp.iter().map(|o| format!("otlp on {}", o.address)));
-    listeners.extend(config.admin.iter().map(|a| format!("admin on {}", a.address)));
+    let listeners = config.listeners();
+    if json {
+        let listeners: Vec<_> =
+            listeners.iter().map(|(name, address)| serde_json::json!({"name": name, "address": address})).collect();
+        let line = serde_json::json!({"file": file, "ok": true, "data_dir": config.data_dir, "listeners": listeners});
+        println!("{line}");
+        return Ok(());
+    }
+    let listeners: Vec<String> = listeners.iter().map(|(name, address)| format!("{name} on {address}")).collect();
     println!(
         "{}: ok (data_dir {}; listeners: {})",
         file.display(),

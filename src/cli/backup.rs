@@ -19,6 +19,7 @@ use std::time::Instant;
 use anyhow::{Context, anyhow};
 
 use super::credentials::{self, ServerArg};
+use super::progress::Transfer;
 use crate::store::backup::{self, Restorer};
 use crate::store::{CONTROL_FILE, EVENTS_FILE, StoreError};
 
@@ -33,6 +34,9 @@ pub struct BackupArgs {
     pub server: ServerArg,
     /// Directory to create the backup in (as a data dir); must not hold one.
     pub dest: PathBuf,
+    /// Print one JSON line {"server","dest","events","bytes","seconds"} instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -45,6 +49,9 @@ pub struct RestoreArgs {
     /// Replace the databases of a data dir that is not empty.
     #[arg(long)]
     pub force: bool,
+    /// Print one JSON line {"src","data_dir","events"} instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn backup(args: &BackupArgs) -> anyhow::Result<()> {
@@ -70,19 +77,26 @@ pub fn backup(args: &BackupArgs) -> anyhow::Result<()> {
     });
     let _ = std::fs::remove_dir_all(&staging);
     let (info, bytes) = outcome.with_context(|| format!("backup failed; nothing was written to {}", dest.display()))?;
-    println!(
-        "Backed up {} events ({bytes} bytes) from {server} to {} in {:.1} s.",
-        info.events,
-        dest.display(),
-        started.elapsed().as_secs_f64()
-    );
+    let seconds = started.elapsed().as_secs_f64();
+    if args.json {
+        let line = serde_json::json!({"server": server, "dest": dest, "events": info.events, "bytes": bytes, "seconds": seconds});
+        println!("{line}");
+    } else {
+        println!(
+            "Backed up {} events ({bytes} bytes) from {server} to {} in {seconds:.1} s.",
+            info.events,
+            dest.display()
+        );
+    }
     Ok(())
 }
 
 /// Streams the backup into `staging`; returns the bytes received.
 fn download(server: &str, token: &str, staging: &Path) -> anyhow::Result<u64> {
     let body = super::stream::get(server, "/api/v1/backup", token)?;
-    let (_, bytes) = Restorer::new(staging).restore(BufReader::with_capacity(READ_BUFFER, body))?;
+    let progress = Transfer::on_terminal("backup", None);
+    let (_, bytes) = Restorer::new(staging).restore(BufReader::with_capacity(READ_BUFFER, progress.reader(body)))?;
+    progress.finish();
     Ok(bytes)
 }
 
@@ -119,22 +133,34 @@ pub fn restore(args: &RestoreArgs) -> anyhow::Result<()> {
         return Err(anyhow!("{} is not empty; pass --force to replace its databases with the backup", dir.display()));
     }
     crate::store::ensure_data_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let sizes = [CONTROL_FILE, EVENTS_FILE].map(|f| std::fs::metadata(src.join(f)).map_or(0, |m| m.len()));
+    let progress = Transfer::on_terminal("restore", Some(sizes.iter().sum()));
     for file in [CONTROL_FILE, EVENTS_FILE] {
-        replace_file(&src.join(file), &dir.join(file))?;
+        replace_file(&src.join(file), &dir.join(file), &progress)?;
     }
+    progress.finish();
     sync_dir(dir)?;
     drop(lock);
-    println!("Restored {} events from {} into {}.", info.events, src.display(), dir.display());
+    if args.json {
+        println!("{}", serde_json::json!({"src": src, "data_dir": dir, "events": info.events}));
+    } else {
+        println!("Restored {} events from {} into {}.", info.events, src.display(), dir.display());
+    }
     Ok(())
 }
 
-/// Copies `from` beside `to`, syncs it, and renames it over `to`.
-fn replace_file(from: &Path, to: &Path) -> anyhow::Result<()> {
+/// Copies `from` beside `to` (counted in `progress`), syncs it, and renames it over `to`.
+fn replace_file(from: &Path, to: &Path, progress: &Transfer) -> anyhow::Result<()> {
     let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("file");
     let tmp = to.with_file_name(format!(".{name}.restoring"));
     let _ = std::fs::remove_file(&tmp);
-    std::fs::copy(from, &tmp).with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
+    let copy = || -> std::io::Result<()> {
+        let mut source = progress.reader(std::fs::File::open(from)?);
+        let mut copy = std::fs::File::create(&tmp)?;
+        std::io::copy(&mut source, &mut copy)?;
+        copy.sync_all()
+    };
+    copy().with_context(|| format!("cannot copy {} to {}", from.display(), tmp.display()))?;
     std::fs::rename(&tmp, to).with_context(|| format!("cannot move {} into place", tmp.display()))
 }
 

@@ -49,6 +49,9 @@ pub enum Command {
     CheckConfig {
         /// The TOML file to check.
         file: PathBuf,
+        /// Print one JSON line {"file","ok","data_dir","listeners":[{"name","address"}]}.
+        #[arg(long)]
+        json: bool,
     },
     /// Manage streaming keys.
     #[command(subcommand)]

@@ -1,8 +1,8 @@
-//! The progress line of `sluice export`: events and bytes written so far,
-//! drawn on stderr only when stderr is a terminal (never into a log file
-//! or a pipe).
+//! Progress lines, drawn on stderr only when stderr is a terminal (never
+//! into a log file or a pipe): events and bytes of `sluice export`
+//! ([`Progress`]), bytes and rate of `backup` and `restore` ([`Transfer`]).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::time::Duration;
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -49,5 +49,63 @@ impl Progress {
             bar.set_message(HumanBytes(self.bytes).to_string());
             bar.finish();
         }
+    }
+}
+
+/// Bytes moved so far and their rate, with a bar when the total is known.
+#[derive(Debug)]
+pub struct Transfer {
+    bar: Option<ProgressBar>,
+}
+
+impl Transfer {
+    /// A counter for `what` on stderr if it is a terminal, else nothing at all.
+    pub fn on_terminal(what: &str, total: Option<u64>) -> Transfer {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let (bar, template) = match total {
+                Some(n) => (
+                    ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+                    "{msg} {wide_bar} {bytes}/{total_bytes} ({binary_bytes_per_sec}, {elapsed})",
+                ),
+                None => (
+                    ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+                    "{spinner} {msg} {bytes} ({binary_bytes_per_sec}, {elapsed})",
+                ),
+            };
+            bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
+            bar.set_message(what.to_owned());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Transfer { bar }
+    }
+
+    /// `inner`, counting what is read from it.
+    pub fn reader<R: Read>(&self, inner: R) -> Counted<R> {
+        Counted { inner, bar: self.bar.clone() }
+    }
+
+    /// Leaves the final count on the terminal.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish();
+        }
+    }
+}
+
+/// A reader whose bytes advance a [`Transfer`].
+#[derive(Debug)]
+pub struct Counted<R> {
+    inner: R,
+    bar: Option<ProgressBar>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(bar) = &self.bar {
+            bar.inc(n as u64);
+        }
+        Ok(n)
     }
 }

@@ -151,6 +151,12 @@ fn a_backup_under_load_restores_every_event_acked_before_it_began() {
 
     let out = sluice(&["restore", dest.to_str().unwrap(), "--data-dir", restored.to_str().unwrap()], &creds);
     assert!(out.status.success(), "restore failed: {}", text(&out));
+    // In a pipe: no progress at all.
+    assert!(out.stderr.is_empty(), "{}", text(&out));
+    // On a terminal: bytes and rate.
+    let on_tty = restored.with_extension("tty");
+    let screen = on_terminal(&["restore", dest.to_str().unwrap(), "--data-dir", on_tty.to_str().unwrap()], &creds);
+    assert!(screen.contains("restore ") && screen.contains("B/s") && screen.contains("Restored "), "{screen}");
 
     let mut seen: HashMap<String, usize> = HashMap::new();
     for ev in export(&restored) {
@@ -183,7 +189,29 @@ fn a_backup_under_load_restores_every_event_acked_before_it_began() {
         c.send_and_wait(1, &marker_batch(&key, 1).0).await.unwrap()
     });
     assert_eq!(ack.status, Status::Stored);
+    // A backup on a terminal shows its bytes and rate too.
+    save_login(&creds, api.base(), &token);
+    let again = tmp.path().join("again");
+    let screen = on_terminal(&["backup", "--server", api.base(), again.to_str().unwrap()], &creds);
+    assert!(screen.contains("backup ") && screen.contains("B/s") && screen.contains("Backed up "), "{screen}");
     assert!(daemon.stop().success());
+}
+
+/// Runs `sluice args…` in a pseudo-terminal (util-linux `script`); returns
+/// what the terminal showed.
+fn on_terminal(args: &[&str], creds: &Path) -> String {
+    let line = std::iter::once(BIN).chain(args.iter().copied()).map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+    let out = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .env("SLUICE_CREDENTIALS", creds)
+        .env_remove("SLUICE_SERVER")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    let screen = text(&out);
+    assert!(out.status.success(), "{args:?} on a terminal: {screen}");
+    screen
 }
 
 #[test]

@@ -91,7 +91,15 @@ fn the_package_metadata_names_every_file_and_every_generated_asset() {
     }
     let scripts = deb["maintainer-scripts"].as_str().unwrap();
     let postinst = std::fs::read_to_string(Path::new(scripts).join("postinst")).unwrap();
-    assert!(postinst.contains("#DEBHELPER#") && postinst.contains("sluice setup"), "{postinst}");
+    // cargo-deb replaces every occurrence of the marker: exactly one, on a line of its own.
+    assert_eq!(postinst.matches("#DEBHELPER#").count(), 1, "{postinst}");
+    assert!(postinst.lines().any(|l| l == "#DEBHELPER#") && postinst.contains("sluice setup"), "{postinst}");
+    let syntax = Command::new("sh").arg("-n").arg(Path::new(scripts).join("postinst")).output().unwrap();
+    assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+    // The changelog names the version being packaged (lintian wants one).
+    let changelog = std::fs::read_to_string(deb["changelog"].as_str().unwrap()).unwrap();
+    let version = manifest["package"]["version"].as_str().unwrap();
+    assert!(changelog.starts_with(&format!("sluice ({version}-1) ")), "debian/changelog is not at {version}-1");
     let conf: Vec<&str> = deb["conf-files"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
     assert_eq!(conf, ["/etc/sluice/sluice.toml"]);
 }

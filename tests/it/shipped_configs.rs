@@ -29,3 +29,14 @@ fn check_config_names_the_file_and_line_of_a_mistake() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:4:", path.display())) && err.contains("max_conections"), "{err}");
 }
+
+#[test]
+fn check_config_json_lists_every_listener() {
+    let out = Command::new(common::BIN).args(["check-config", "--json", "config/production.toml"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    let names: Vec<&str> = v["listeners"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["tcp", "syslog_tcp", "relp", "syslog_udp", "http", "otlp", "admin"]);
+    assert_eq!(v["listeners"][1]["address"], "127.0.0.1:514");
+}
