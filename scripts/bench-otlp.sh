@@ -10,6 +10,9 @@
 #
 #   http       `bench http` with its defaults (32 connections × 100 JSON lines × ~200 B)
 #   otlp-logs  `bench otlp --signal logs` (protobuf, 4 connections × 500 log records)
+#   otlp-logs-3200  the same with 8 connections × 400 records: as many
+#              records in flight as `bench http` has (3,200), since each
+#              connection waits for its answer, which comes after the commit
 #
 # and once after the rounds: `bench otlp` with --signal metrics, --signal
 # traces, and --signal logs --encoding json. For each run it prints the
@@ -91,6 +94,7 @@ for round in $(seq "$rounds"); do
     echo "== round $round"
     run http http --addr "$http"
     run otlp-logs otlp --addr "$otlp" --signal logs
+    run otlp-logs-3200 otlp --addr "$otlp" --signal logs --connections 8 --batch-size 400
 done
 echo "== once each"
 run otlp-metrics otlp --addr "$otlp" --signal metrics
@@ -99,7 +103,7 @@ run otlp-logs-json otlp --addr "$otlp" --signal logs --encoding json
 
 kill -TERM "$pid"
 wait "$pid" || true
-echo "== medians ($rounds round(s) of http and otlp-logs, $secs s each)"
+echo "== medians ($rounds round(s) of http, otlp-logs and otlp-logs-3200, $secs s each)"
 python3 - "$work/runs" "$ticks" << 'PY'
 import json, statistics, sys
 ticks = int(sys.argv[2])
