@@ -58,6 +58,9 @@ pub fn append(
     let mut out = Appended::default();
     let mut scratch = Vec::new();
     let limit = Limit { end: block.len_bytes().saturating_add(max_bytes), max_bytes };
+    // One message of each kind, cleared and refilled per item: its strings
+    // and lists keep their capacity, so most items allocate little.
+    let (mut lr, mut span) = (LogRecord::default(), Span::default());
     each(signal, body, 1, &mut |group_bytes| {
         let resource: Option<Resource> = merged(signal, group_bytes, 1)?;
         let group = Group::new(resource.as_ref());
@@ -78,11 +81,11 @@ pub fn append(
                 }
                 match signal {
                     Signal::Logs => {
-                        let lr = LogRecord::decode(item).map_err(|e| bad(signal, e))?;
+                        refill(&mut lr, item).map_err(|e| bad(signal, e))?;
                         w.item(&mut out, |w| logs::record(w, &lr))
                     }
                     Signal::Traces => {
-                        let span = Span::decode(item).map_err(|e| bad(signal, e))?;
+                        refill(&mut span, item).map_err(|e| bad(signal, e))?;
                         w.item(&mut out, |w| traces::span(w, &span))
                     }
                     Signal::Metrics => metric(&mut w, item, &mut out),
@@ -91,6 +94,12 @@ pub fn append(
         })
     })?;
     Ok(out)
+}
+
+/// Decodes `bytes` into `message` as `M::decode` would, reusing its allocations.
+fn refill<M: Message>(message: &mut M, bytes: &[u8]) -> Result<(), prost::DecodeError> {
+    message.clear();
+    message.merge(bytes)
 }
 
 /// One `Metric`: its shell (name, description, unit, metadata) decoded, its
@@ -135,6 +144,11 @@ fn metric(w: &mut Writer<'_>, bytes: &[u8], out: &mut Appended) -> Result<(), Ot
         _ => metric_type::SUMMARY,
     };
     let shape = Shape { metric: &shell, kind, temporality, monotonic };
+    // Reused from point to point, as items are in `append`.
+    let mut number = NumberDataPoint::default();
+    let mut histogram = HistogramDataPoint::default();
+    let mut exponential = ExponentialHistogramDataPoint::default();
+    let mut summary = SummaryDataPoint::default();
     for (_, part) in &data {
         each(signal, part, 1, &mut |point| {
             if point.len() > MAX_ITEM_BYTES {
@@ -143,20 +157,20 @@ fn metric(w: &mut Writer<'_>, bytes: &[u8], out: &mut Appended) -> Result<(), Ot
             let e = |e| bad(signal, e);
             match field {
                 5 | 7 => {
-                    let p = NumberDataPoint::decode(point).map_err(e)?;
-                    w.item(out, |w| metrics::number(w, &shape, &p))
+                    refill(&mut number, point).map_err(e)?;
+                    w.item(out, |w| metrics::number(w, &shape, &number))
                 }
                 9 => {
-                    let p = HistogramDataPoint::decode(point).map_err(e)?;
-                    w.item(out, |w| metrics::histogram(w, &shape, &p))
+                    refill(&mut histogram, point).map_err(e)?;
+                    w.item(out, |w| metrics::histogram(w, &shape, &histogram))
                 }
                 10 => {
-                    let p = ExponentialHistogramDataPoint::decode(point).map_err(e)?;
-                    w.item(out, |w| metrics::exponential(w, &shape, &p))
+                    refill(&mut exponential, point).map_err(e)?;
+                    w.item(out, |w| metrics::exponential(w, &shape, &exponential))
                 }
                 _ => {
-                    let p = SummaryDataPoint::decode(point).map_err(e)?;
-                    w.item(out, |w| metrics::summary(w, &shape, &p))
+                    refill(&mut summary, point).map_err(e)?;
+                    w.item(out, |w| metrics::summary(w, &shape, &summary))
                 }
             }
         })?;
