@@ -47,12 +47,19 @@ fn scrape(text: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     (samples, families)
 }
 
+/// Every listener, and both sides of NATS forwarding (edge and central),
+/// pointed at a port where no NATS server runs: their metrics are
+/// exported while NATS is unreachable.
 fn all_listeners() -> String {
-    let mut extra = String::from(
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut extra = format!(
         "[sources.syslog_tcp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n\
          [sources.syslog_udp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n\
          [sources.relp]\naddress = \"127.0.0.1:0\"\nworkspace = 1\n\
-         [sources.http]\naddress = \"127.0.0.1:0\"\n",
+         [sources.http]\naddress = \"127.0.0.1:0\"\n\
+         [sources.otlp]\naddress = \"127.0.0.1:0\"\n\
+         [sources.nats]\nservers = [\"nats://{nobody}\"]\nstream = \"SLUICE\"\nconsumer = \"central\"\n\
+         [forward.nats]\nservers = [\"nats://{nobody}\"]\nstream = \"SLUICE\"\nnode_id = \"edge-1\"\n",
     );
     extra.push_str(&admin_section(""));
     extra
@@ -66,7 +73,10 @@ fn the_dashboard_rules_and_docs_match_a_live_daemons_metrics() {
     let reply = api.get("/metrics", None).unwrap();
     assert_eq!(reply.status, 200);
     let (samples, families) = scrape(&reply.body);
-    for listener in ["tcp", "syslog_tcp", "syslog_udp", "relp", "http", "admin"] {
+    for family in ["sluice_forward_lag_events", "sluice_relay_gaps_total"] {
+        assert!(families.contains(family), "no {family} while NATS is away:\n{}", reply.body);
+    }
+    for listener in ["tcp", "syslog_tcp", "syslog_udp", "relp", "http", "otlp", "admin"] {
         assert!(reply.body.contains(&format!("listener=\"{listener}\"")), "no {listener} metrics:\n{}", reply.body);
     }
 
@@ -126,6 +136,8 @@ fn the_dashboard_is_grafana_json_with_panels_for_each_concern() {
         "connections",
         "disk",
         "auth",
+        "forward",
+        "relay",
     ] {
         assert!(titles.iter().any(|t| t.contains(concern)), "no panel for {concern}: {titles:?}");
     }
