@@ -85,7 +85,8 @@ async fn admit(
     match route.access {
         Access::Open => Ok(None),
         Access::Auth { token } => {
-            let v = state.ip_limit.check(&ip);
+            // Per client: an IPv6 /64 is one, or rotating addresses would dodge the limit.
+            let v = state.ip_limit.check(&crate::net::accept::client_block(ip));
             *verdict = Some(v);
             if !v.allowed {
                 return Err(ApiError::rate_limited());

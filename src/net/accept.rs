@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -47,15 +47,30 @@ pub struct AcceptLimits {
     pub per_address: usize,
 }
 
-/// Open connections (or anything else counted) per client address.
+/// What one client is counted as: an IPv4 address, or the /64 network of an
+/// IPv6 address (the smallest network a host or a customer is given, so a
+/// single peer can rotate through 2^64 addresses of it). An IPv4-mapped
+/// IPv6 address counts as its IPv4 address.
+pub fn client_block(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+    }
+}
+
+/// Open connections (or anything else counted) per client ([`client_block`]).
 #[derive(Debug, Default)]
 pub(crate) struct PerAddress {
     open: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl PerAddress {
-    /// One more for `ip`, given back when the slot drops; `None` at `cap`.
+    /// One more for the client of `ip`, given back when the slot drops; `None` at `cap`.
     pub(crate) fn try_take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let ip = client_block(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let n = open.entry(ip).or_insert(0);
         if *n >= cap {
@@ -182,5 +197,20 @@ mod tests {
         drop(held);
         assert!(t.try_take(a, 2).is_some());
         assert!(t.open.lock().unwrap().is_empty(), "addresses with nothing open are forgotten");
+    }
+
+    #[test]
+    fn an_ipv6_slash_64_is_one_client_and_mapped_ipv4_its_ipv4_address() {
+        let t = Arc::new(PerAddress::default());
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let held = [t.try_take(ip("2001:db8:1:2::1"), 2).unwrap(), t.try_take(ip("2001:db8:1:2:ffff::9"), 2).unwrap()];
+        assert!(t.try_take(ip("2001:db8:1:2:abcd:1:2:3"), 2).is_none(), "the same /64");
+        assert!(t.try_take(ip("2001:db8:1:3::1"), 2).is_some(), "the next /64 is another client");
+        let v4 = [t.try_take(ip("192.0.2.7"), 2).unwrap(), t.try_take(ip("::ffff:192.0.2.7"), 2).unwrap()];
+        assert!(t.try_take(ip("192.0.2.7"), 2).is_none(), "a mapped address is its IPv4 address");
+        assert!(t.try_take(ip("192.0.2.8"), 2).is_some(), "IPv4 addresses count one by one");
+        drop((held, v4));
+        assert_eq!(client_block(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+        assert_eq!(client_block(ip("::1")), ip("::"));
     }
 }

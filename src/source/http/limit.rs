@@ -41,7 +41,7 @@ impl RateLimits {
     /// Counts one request; `None` when rate limiting is off.
     pub fn check(&self, key_id: u64, client: IpAddr) -> Option<Verdict> {
         let limiter = self.limiter.as_ref()?;
-        let ip = (self.scope == RateScope::KeyAndIp).then_some(client);
+        let ip = (self.scope == RateScope::KeyAndIp).then_some(crate::net::accept::client_block(client));
         Some(limiter.check(&RateKey { key_id, ip }))
     }
 
