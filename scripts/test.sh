@@ -4,7 +4,8 @@
 # Installs the system tools the tests drive as real clients when they are
 # missing (rsyslog with RELP and GnuTLS, openssl, util-linux logger, systemd-analyze
 # and man (the units' man: links are checked), D-Bus with gnome-keyring and
-# secret-tool (the login token in a real Secret Service), curl,
+# secret-tool (the login token in a real Secret Service), iproute2 (IPv6
+# clients in a network namespace), curl,
 # Debian's Chromium, Node.js with the pinned npm packages of tests/browser:
 # playwright-core and @tell-rs/browser; promtool from Debian's prometheus
 # package, tmux for `sluice top`, Debian's nats-server for the JetStream
@@ -33,6 +34,7 @@ command -v man >/dev/null 2>&1 || need+=(man-db)
 command -v dbus-run-session >/dev/null 2>&1 || need+=(dbus)
 command -v gnome-keyring-daemon >/dev/null 2>&1 || need+=(gnome-keyring)
 command -v secret-tool >/dev/null 2>&1 || need+=(libsecret-tools)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)

@@ -908,3 +908,72 @@ fn strangers_holding_the_untrusted_share_do_not_cut_off_a_keyed_syslog_sender() 
         stored.iter().filter(|e| e["raw"].as_str().is_some_and(|r| r.contains("keyed message"))).collect();
     assert_eq!(keyed.len(), 2, "{stored:#?}");
 }
+
+/// The per-address cap counts an IPv6 client by its /64: in a network
+/// namespace of its own (`unshare -n`, its loopback given addresses of two
+/// /64s), two connections from two addresses of one /64 fill a cap of 2, a
+/// third from that /64 is closed at once, and one from the next /64 is not.
+#[test]
+fn an_ipv6_slash_64_is_one_client_for_the_per_address_cap() {
+    const SCRIPT: &str = r#"
+set -eu
+ip link set lo up
+for a in 2001:db8:0:1::1 2001:db8:0:1::2 2001:db8:0:1::3 2001:db8:0:2::1; do
+    ip -6 addr add "$a/64" dev lo nodad
+done
+"$SLUICE" serve --config "$CONFIG" 2> "$LOG" &
+pid=$!
+for _ in $(seq 200); do grep -q "sluice is ready" "$LOG" && break; sleep 0.05; done
+python3 - << 'PY'
+import socket
+def conn(src):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.connect(("2001:db8:0:1::1", 50000))
+    s.settimeout(1.0)
+    return s
+def closed(s):
+    try:
+        return s.recv(1) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
+held = [conn("2001:db8:0:1::2"), conn("2001:db8:0:1::3")]
+third, other = conn("2001:db8:0:1::2"), conn("2001:db8:0:2::1")
+print("third from the same /64 closed:", closed(third))
+print("first still open:", not closed(held[0]))
+print("other /64 open:", not closed(other))
+PY
+kill -TERM "$pid"
+wait "$pid" || true
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sluice.toml");
+    let data = dir.path().join("data");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\n[sources.tcp]\naddress = \"[2001:db8:0:1::1]:50000\"\n\
+             max_connections_per_address = 2\nidle_timeout = \"1m\"\n",
+            data.display().to_string()
+        ),
+    )
+    .unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = std::process::Command::new(if root { "unshare" } else { "sudo" });
+    if !root {
+        cmd.args(["-n", "--preserve-env=SLUICE,CONFIG,LOG", "unshare"]);
+    }
+    cmd.args(["-n", "bash", "-c", SCRIPT])
+        .env("SLUICE", common::BIN)
+        .env("CONFIG", &config)
+        .env("LOG", dir.path().join("daemon.log"))
+        .env_remove("RUST_LOG");
+    let run = common::run_bounded(cmd, "the daemon and clients in a network namespace", Duration::from_secs(60));
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(run.success, "{}\n{}\ndaemon:\n{log}", run.stdout, run.stderr);
+    for line in ["third from the same /64 closed: True", "first still open: True", "other /64 open: True"] {
+        assert!(run.stdout.contains(line), "{line}?\n{}\ndaemon:\n{log}", run.stdout);
+    }
+}
