@@ -105,10 +105,14 @@ pub fn config_page() -> String {
         if fresh.is_empty() {
             continue;
         }
-        if index == 0 {
-            out.push_str(&format!(".SH \"THE SHIPPED FILE\"\nFrom \\fI{}\\fR.\n", roff_text(file)));
-        } else {
-            out.push_str(&format!(".SH \"MORE TABLES\"\nFrom \\fI{}\\fR.\n", roff_text(file)));
+        match index {
+            0 => out.push_str(&format!(".SH \"THE SHIPPED FILE\"\nFrom \\fI{}\\fR.\n", roff_text(file))),
+            1 => out.push_str(&format!(
+                ".SH \"FORWARDING TO NATS JETSTREAM\"\nAn edge node (\\fI{}\\fR) and a central node \
+                 that consumes what edges forward; see /usr/share/doc/sluice/forward.md.\n",
+                roff_text(file)
+            )),
+            _ => out.push_str(&format!(".PP\nFrom \\fI{}\\fR:\n", roff_text(file))),
         }
         for table in fresh {
             table.render(&mut out);
@@ -117,7 +121,7 @@ pub fn config_page() -> String {
     }
     out.push_str(".SH FILES\n.TP\n/etc/sluice/sluice.toml\nThe configuration the packaged service reads.\n");
     out.push_str(
-        ".TP\n/lib/systemd/system/sluice.socket\nThe privileged sockets (syslog on port 514) systemd binds; \
+        ".TP\n/usr/lib/systemd/system/sluice.socket\nThe privileged sockets (syslog on port 514) systemd binds; \
                   a passed socket serves the listener whose \\fBaddress\\fR it is bound to.\n",
     );
     out.push_str(
@@ -287,17 +291,14 @@ mod tests {
         assert_eq!(tables[2].keys.len(), 1);
     }
 
-    /// production.toml is the annotated file: every key it sets says what it does.
+    /// The annotated files: every key they set says what it does.
     #[test]
-    fn every_key_of_the_packaged_config_has_a_comment() {
-        for table in parse(CONFIGS[0].1) {
-            for key in table.keys {
-                assert!(
-                    !key.about.is_empty(),
-                    "[{}] {} has no comment in config/production.toml",
-                    table.name,
-                    key.line
-                );
+    fn every_key_of_the_configs_the_page_is_made_of_has_a_comment() {
+        for (file, text) in CONFIGS {
+            for table in parse(text) {
+                for key in table.keys {
+                    assert!(!key.about.is_empty(), "[{}] {} has no comment in {file}", table.name, key.line);
+                }
             }
         }
     }
