@@ -103,30 +103,25 @@ pub fn stored() -> anyhow::Result<Option<Stored>> {
     }
 }
 
-/// The stored login with its token, if any.
-pub fn load() -> anyhow::Result<Option<Credentials>> {
-    let Some(s) = stored()? else { return Ok(None) };
-    let token = if s.in_keyring() {
-        match os_keyring::get(&s.server) {
-            Ok(Some(token)) => token,
-            Ok(None) => {
-                return Err(anyhow!(
-                    "the token of your login to {} is no longer in the OS keyring: run `sluice login`",
-                    s.server
-                ));
-            }
-            Err(e) => {
-                return Err(anyhow!(
-                    "the token of your login to {} is in the OS keyring, which cannot be reached ({e}): \
-                     run `sluice login` again, here",
-                    s.server
-                ));
-            }
+impl Stored {
+    /// The login's token: from this file, or from the OS keyring.
+    pub fn fetch_token(&self) -> anyhow::Result<String> {
+        if !self.in_keyring() {
+            return Ok(self.token.clone());
         }
-    } else {
-        s.token
-    };
-    Ok(Some(Credentials { server: s.server, token, email: s.email, expires_at: s.expires_at }))
+        match os_keyring::get(&self.server) {
+            Ok(Some(token)) => Ok(token),
+            Ok(None) => Err(anyhow!(
+                "the token of your login to {} is no longer in the OS keyring: run `sluice login`",
+                self.server
+            )),
+            Err(e) => Err(anyhow!(
+                "the token of your login to {} is in the OS keyring, which cannot be reached ({e}): \
+                 run `sluice login` again, here",
+                self.server
+            )),
+        }
+    }
 }
 
 /// Replaces the stored login: the token into the OS keyring if it takes it,
@@ -135,28 +130,12 @@ pub fn load() -> anyhow::Result<Option<Credentials>> {
 pub fn save(c: &Credentials) -> anyhow::Result<Saved> {
     let earlier = stored().ok().flatten().filter(|s| s.in_keyring() && s.server != c.server);
     let file = path()?;
-    let (stored, saved) = match os_keyring::set(&c.server, &c.token) {
-        Ok(()) => (
-            Stored {
-                server: c.server.clone(),
-                token: String::new(),
-                email: c.email.clone(),
-                expires_at: c.expires_at,
-                token_store: Some(IN_KEYRING.to_owned()),
-            },
-            Saved::Keyring { file: file.clone() },
-        ),
-        Err(why) => (
-            Stored {
-                server: c.server.clone(),
-                token: c.token.clone(),
-                email: c.email.clone(),
-                expires_at: c.expires_at,
-                token_store: None,
-            },
-            Saved::File { file: file.clone(), why },
-        ),
+    let (token, token_store, saved) = match os_keyring::set(&c.server, &c.token) {
+        Ok(()) => (String::new(), Some(IN_KEYRING.to_owned()), Saved::Keyring { file: file.clone() }),
+        Err(why) => (c.token.clone(), None, Saved::File { file: file.clone(), why }),
     };
+    let stored =
+        Stored { server: c.server.clone(), token, email: c.email.clone(), expires_at: c.expires_at, token_store };
     write_file(&file, &stored)?;
     if let Some(old) = earlier {
         let _ = os_keyring::delete(&old.server);
@@ -217,5 +196,5 @@ pub fn token_for(server: &str) -> anyhow::Result<String> {
     if !same {
         return Err(anyhow!("logged in to {}, not {server}: run `sluice login --server {server}`", s.server));
     }
-    Ok(load()?.ok_or_else(|| anyhow!("not logged in: run `sluice login --server {server}`"))?.token)
+    s.fetch_token()
 }

@@ -106,13 +106,12 @@ pub fn logout(args: &LogoutArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     // A token the keyring no longer gives cannot end the sessions; the login is forgotten still.
-    match credentials::load() {
-        Ok(Some(c)) => match ApiClient::new(&c.server).post("/api/v1/auth/logout", Some(&c.token), &json!({})) {
+    match stored.fetch_token() {
+        Ok(token) => match ApiClient::new(&stored.server).post("/api/v1/auth/logout", Some(&token), &json!({})) {
             Ok(r) if r.status == 204 || r.status == 401 => {}
             Ok(r) => eprintln!("warning: the server answered {}: {}", r.status, r.body),
             Err(e) => eprintln!("warning: {e:#}; forgetting the token anyway"),
         },
-        Ok(None) => {}
         Err(e) => eprintln!("warning: {e:#}; the sessions on the server were not ended"),
     }
     credentials::remove()?;
