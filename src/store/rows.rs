@@ -3,14 +3,19 @@
 //! redb writes a leaf page whole, and pages come in powers of two of 4 KiB:
 //! a 53 KB chunk stored as one value costs a 64 KiB page, 21% more than it
 //! holds. A value longer than one small page is therefore cut into pieces
-//! that each fill a page of their own (largest first): its head, the first
-//! piece, stays the row of `chunks` at `(workspace, first_seq)`, and the
-//! rest go to `chunk_tails` at `(workspace, first_seq, 1..)`. The head's
-//! version byte then carries [`chunk::SPLIT`], so readers know to fetch the
-//! tails; a value that fits one piece is stored as it is.
+//! that each fill a page of their own, largest first ([`pieces`]); the last
+//! piece is what is left, under 4 KiB. The value's first bytes, as many as
+//! that last piece holds, are its head: the row of `chunks` at
+//! `(workspace, first_seq)`, so heads of many chunks share a leaf of
+//! `chunks` instead of each taking a page. The full pieces follow in
+//! `chunk_tails` at `(workspace, first_seq, 1..)`. The head's version byte
+//! carries [`chunk::SPLIT`], so readers know to fetch the tails; a value
+//! that fits one piece is stored as it is. Rows written with the largest
+//! piece as the head (before this layout) read the same: readers only
+//! concatenate head and tails.
 //!
-//! Cutting the same 53 KB value into 32 + 16 + 4 KiB pages writes 58 KB per
-//! chunk at 8 chunks per commit instead of 69 KB (docs/bench.md).
+//! Cutting a 53 KB value into pieces writes 58 KB per chunk at 8 chunks
+//! per commit instead of 69 KB (docs/bench.md).
 
 use std::borrow::Cow;
 
@@ -23,6 +28,8 @@ use super::events::{CHUNK_TAILS, CHUNKS};
 /// offsets and key, with room to spare.
 const LEAF_OVERHEAD: usize = 64;
 const PAGE: usize = 4096;
+/// A head holds at least this much of its value: all `chunk::peek` reads.
+const MIN_HEAD: usize = 64;
 
 pub(crate) type ChunkKey = (u32, u64);
 
@@ -44,6 +51,19 @@ fn pieces(len: usize) -> impl Iterator<Item = usize> {
     })
 }
 
+/// The head's length and the tails' of a `len`-byte value: the remainder
+/// [`pieces`] leaves is the head, unless it is too short to hold the
+/// chunk's fixed header (then the largest piece is).
+fn layout(len: usize) -> (usize, Vec<usize>) {
+    let mut pieces: Vec<usize> = pieces(len).collect();
+    let at = match pieces.last() {
+        Some(&last) if last >= MIN_HEAD => pieces.len() - 1,
+        _ => 0,
+    };
+    let head = if pieces.is_empty() { 0 } else { pieces.remove(at) };
+    (head, pieces)
+}
+
 /// The chunk tables of one write transaction.
 pub(crate) struct ChunkRows<'t> {
     pub chunks: Table<'t, ChunkKey, &'static [u8]>,
@@ -58,8 +78,7 @@ impl<'t> ChunkRows<'t> {
 
     /// Stores a chunk value (which must not be empty) under `key`.
     pub fn insert(&mut self, key: ChunkKey, value: &[u8]) -> Result<(), redb::StorageError> {
-        let mut lens = pieces(value.len());
-        let head_len = lens.next().unwrap_or(0);
+        let (head_len, tails) = layout(value.len());
         if head_len == value.len() {
             self.chunks.insert(key, value)?;
             return Ok(());
@@ -69,7 +88,7 @@ impl<'t> ChunkRows<'t> {
         self.head[0] |= chunk::SPLIT;
         self.chunks.insert(key, self.head.as_slice())?;
         let mut at = head_len;
-        for (n, len) in (1u8..).zip(lens) {
+        for (n, len) in (1u8..).zip(tails) {
             self.tails.insert((key.0, key.1, n), &value[at..at + len])?;
             at += len;
         }
@@ -143,6 +162,20 @@ mod tests {
     }
 
     #[test]
+    fn the_head_is_the_last_piece_when_it_holds_the_header() {
+        assert_eq!(layout(4000), (4000, vec![]));
+        assert_eq!(layout(45_000), (136, vec![32_704, 8_128, 4_032]));
+        assert_eq!(layout(53_000), (3_976, vec![32_704, 16_320]));
+        // One byte past a page: the head cannot be that byte.
+        assert_eq!(layout(4033), (4032, vec![1]));
+        for len in [1, 63, 64, 4095, 8128, 8129, 100_000, 3 << 20] {
+            let (head, tails) = layout(len);
+            assert_eq!(head + tails.iter().sum::<usize>(), len);
+            assert!(head >= MIN_HEAD.min(len), "{len}");
+        }
+    }
+
+    #[test]
     fn values_round_trip_whole_or_in_pieces_and_go_with_their_tails() {
         let dir = tempfile::tempdir().unwrap();
         let db = events::open(&dir.path().join("events.redb"), 1 << 20).unwrap();
@@ -159,6 +192,7 @@ mod tests {
                 rows.insert((1, i as u64 * 10), &value(*len)).unwrap();
             }
             let head = rows.chunks.get((1, 30)).unwrap().unwrap().value().to_vec();
+            assert_eq!(head.len(), 3_976, "the head is the last piece");
             assert_eq!(rows.stored_len((1, 30), &head).unwrap(), 53_000);
         }
         tx.commit().unwrap();
