@@ -63,13 +63,22 @@ run() {
     local label=$1 bin=$2 load=$3 rate=${4:-} dir=$work/run
     rm -rf "$dir"
     mkdir -p "$dir"
-    local tcp=127.0.0.1:$(port) http=127.0.0.1:$(port) syslog=127.0.0.1:$(port)
-    printf 'data_dir = "%s"\n[sources.tcp]\naddress = "%s"\n[sources.http]\naddress = "%s"\n[sources.http.rate_limit]\nper = "off"\n[sources.syslog_tcp]\naddress = "%s"\nworkspace = 1\n' \
-        "$dir/data" "$tcp" "$http" "$syslog" > "$dir/sluice.toml"
-    key=$("$bin" apikeys create --data-dir "$dir/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
-    "$bin" serve --config "$dir/sluice.toml" 2> "$dir/daemon.log" &
-    pid=$!
-    for _ in $(seq 100); do grep -qs "sluice is ready" "$dir/daemon.log" && break; sleep 0.1; done
+    local tcp http syslog attempt
+    # A free port can be taken (by a client's ephemeral port) before the
+    # daemon binds it: then it exits, and the run starts again on new ports.
+    for attempt in 1 2 3; do
+        tcp=127.0.0.1:$(port) http=127.0.0.1:$(port) syslog=127.0.0.1:$(port)
+        printf 'data_dir = "%s"\n[sources.tcp]\naddress = "%s"\n[sources.http]\naddress = "%s"\n[sources.http.rate_limit]\nper = "off"\n[sources.syslog_tcp]\naddress = "%s"\nworkspace = 1\n' \
+            "$dir/data" "$tcp" "$http" "$syslog" > "$dir/sluice.toml"
+        key=$("$bin" apikeys create --data-dir "$dir/data" --name bench | grep -Eo '[0-9a-f]{32}' | head -1)
+        "$bin" serve --config "$dir/sluice.toml" 2> "$dir/daemon.log" &
+        pid=$!
+        for _ in $(seq 100); do grep -qs "sluice is ready" "$dir/daemon.log" && break; sleep 0.1; done
+        kill -0 "$pid" 2> /dev/null && break
+        echo "$label $load: the daemon exited at start (attempt $attempt):" >&2
+        tail -n 5 "$dir/daemon.log" >&2
+        [ "$attempt" = 3 ] && exit 1
+    done
     local cpu0 w0 b0 line
     cpu0=$(cpu); w0=$(written); b0=$(busy)
     case $load in
