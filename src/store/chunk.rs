@@ -45,10 +45,11 @@ const CODEC_LZ4: u8 = 1;
 const CODEC_ZSTD: u8 = 2;
 /// One of zstd's fast levels, with its match finder tuned for the blocks
 /// sources seal (100–200 KB of records whose JSON repeats keys and values):
-/// a 64 Ki-entry hash table and 7-byte minimum matches. On 500-event blocks
-/// of the bench workload that runs as fast as plain level -3 did (and LZ4
-/// before it, about 0.42 µs per event here) and stores 5% less than -3
-/// (0.33 of the wire bytes). Plain -1 and 1 store another 2% and 10% less
+/// a 64 Ki-entry hash table and 7-byte minimum matches. On 64 distinct
+/// 500-event blocks of the bench workload that runs as fast as plain level
+/// -3 did (and LZ4 before it, about 0.42 µs per event here; `cargo bench
+/// --bench decode`, one block over and over, has it 5% slower) and stores
+/// 5% less than -3 (0.33 of the wire bytes). Plain -1 and 1 store another 2% and 10% less
 /// for 12% and 40% more CPU on the hot path, which is most of the daemon's
 /// CPU (docs/bench.md).
 pub const ZSTD_LEVEL: i32 = -2;
