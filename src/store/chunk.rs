@@ -49,9 +49,9 @@ const CODEC_ZSTD: u8 = 2;
 /// 500-event blocks of the bench workload that runs as fast as plain level
 /// -3 did (and LZ4 before it, about 0.42 µs per event here; `cargo bench
 /// --bench decode`, one block over and over, has it 5% slower) and stores
-/// 5% less than -3 (0.33 of the wire bytes). Plain -1 and 1 store another 2% and 10% less
-/// for 12% and 40% more CPU on the hot path, which is most of the daemon's
-/// CPU (docs/bench.md).
+/// 5% less than -3 (0.33 of the wire bytes). Plain -1 and 1 store another
+/// 2% and 10% less for 12% and 40% more CPU on the hot path, which is most
+/// of the daemon's CPU (docs/bench.md).
 pub const ZSTD_LEVEL: i32 = -2;
 const ZSTD_HASH_LOG: u32 = 16;
 const ZSTD_MIN_MATCH: u32 = 7;
